@@ -10,7 +10,7 @@ Keras 3 optimizers accept at most one of three clipping arguments:
 
 Example:
     >>> opt = make_optimizer("sgd", 0.1, clip_mode="global_clipnorm", clip_threshold=1.0)
-    >>> keras_clipped([[3.0, 4.0]], "global_clipnorm", 1.0)[0].round(3).tolist()
+    >>> [round(float(v), 3) for v in keras_clipped([[3.0, 4.0]], "global_clipnorm", 1.0)[0]]
     [0.6, 0.8]
 """
 from __future__ import annotations

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rnnbook import runtime
+from rnnbook import recurrence, runtime
 
 CELLS = ("simple_rnn", "gru", "lstm")
 RECURRENT_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform")
@@ -142,9 +142,36 @@ class SequenceClassifier(keras.Model):
         feats = self.encoder(tf.gather(bank, distinct), training=training)
         return tf.reshape(tf.gather(feats, position), [shape[0], shape[1], feats.shape[-1]])
 
-    def forward(self, features, training=False):
-        """``(logits, hidden states (B, T, U))`` from CNN features ``(B, T, F)``."""
-        states = self.rnn(features, training=training)
+    def forward(self, features, training=False, fast=False):
+        """``(logits, hidden states (B, T, U))`` from CNN features ``(B, T, F)``.
+
+        ``fast=True`` runs a ``SimpleRNN`` head through :mod:`rnnbook.recurrence`
+        (same weights, same math, hand-written BPTT); GRU and LSTM always use Keras.
+        """
+        if fast and isinstance(self.rnn, keras.layers.SimpleRNN):
+            states = recurrence.simple_rnn_states(self.rnn, features)
+        else:
+            states = self.rnn(features, training=training)
+        return self.head(states[:, -1], training=training), states
+
+    def forward_indexed(self, index, bank, training=False, fast=True):
+        """``(logits, hidden states (B, T, U))`` for frames given as ``index (B, T)`` into ``bank``.
+
+        With ``fast=True`` and a ``SimpleRNN`` head, the CNN *and* the input projection
+        ``x K + b`` run once per distinct image (``gather(f) K = gather(f K)``), so only
+        U numbers per frame are gathered, then the fast recurrence runs.
+        """
+        if not (fast and isinstance(self.rnn, keras.layers.SimpleRNN)):
+            return self.forward(self.indexed_features(index, bank, training=training), training=training,
+                                fast=fast)
+        shape = tf.shape(index)
+        distinct, position = tf.unique(tf.reshape(tf.transpose(index), [-1]))  # time-major order
+        cell = self.rnn.cell
+        projected = tf.matmul(self.encoder(tf.gather(bank, distinct), training=training), cell.kernel)
+        if cell.use_bias:
+            projected = projected + cell.bias
+        projected = tf.reshape(tf.gather(projected, position), [shape[1], shape[0], cell.units])
+        states = tf.transpose(recurrence.recur(projected, cell.recurrent_kernel, cell.activation), [1, 0, 2])
         return self.head(states[:, -1], training=training), states
 
     def call(self, frames, training=False):

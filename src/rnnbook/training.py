@@ -113,11 +113,13 @@ class Stepper:
 
     ``indexed=True`` takes batches of indices into ``bank`` (the CNN runs once per
     distinct image); otherwise batches of dense frames (the general path).
+    ``fast=True`` runs a SimpleRNN head through the fast recurrence
+    (:mod:`rnnbook.recurrence`); False uses the Keras layer as is.
     """
 
-    def __init__(self, model, optimizer, indexed: bool, bank: np.ndarray | None = None):
+    def __init__(self, model, optimizer, indexed: bool, bank: np.ndarray | None = None, fast: bool = True):
         """``optimizer=None`` gives an evaluation-only stepper."""
-        self.model, self.optimizer, self.indexed = model, optimizer, indexed
+        self.model, self.optimizer, self.indexed, self.fast = model, optimizer, indexed, fast
         self.bank = tf.constant(bank) if indexed else None
         self.variables = model.trainable_variables
         self.groups = [[v for v in getattr(model, g).trainable_variables] for g in LAYER_GROUPS]
@@ -128,15 +130,16 @@ class Stepper:
         self._apply = tf.function(self._apply_impl, reduce_retracing=True)
         self._logits = tf.function(self._logits_impl, reduce_retracing=True)
 
-    def features(self, x, training):
+    def forward(self, x, training):
+        """``(logits, states)`` of a batch of indices (indexed) or dense frames."""
         if self.indexed:
-            return self.model.indexed_features(x, self.bank, training=training)
-        return self.model.features(x, training=training)
+            return self.model.forward_indexed(x, self.bank, training=training, fast=self.fast)
+        return self.model.forward(self.model.features(x, training=training), training=training, fast=self.fast)
 
     def loss_and_grads(self, x, y):
         """Loss, gradients and hidden states of one batch (no update)."""
         with tf.GradientTape() as tape:
-            logits, states = self.model.forward(self.features(x, True), training=True)
+            logits, states = self.forward(x, True)
             loss = self.loss_fn(y, logits)
         return loss, tape.gradient(loss, self.variables), logits, states
 
@@ -153,7 +156,7 @@ class Stepper:
         self.optimizer.apply_gradients(zip(grads, self.variables))
 
     def _logits_impl(self, x):
-        return self.model.forward(self.features(x, False), training=False)[0]
+        return self.forward(x, False)[0]
 
     def step(self, x, y) -> dict:
         """One update; returns the step's statistics as Python numbers."""
@@ -181,8 +184,9 @@ def train(config: TrainConfig, task: data.TaskData | None = None, fast: bool = T
     Args:
         config: the run's configuration.
         task: the data (default: ``config.task_data(data_dir)``).
-        fast: use the indexed path when the data are bank indices; False forces the
-            general path (same math, slower).
+        fast: the book's fast path: the CNN once per distinct image (when the data are
+            bank indices) and the fast SimpleRNN recurrence; False runs the general
+            path, plain Keras layers on dense frames (same math, slower).
     """
     runtime.seed_everything(config.seed)
     task = config.task_data(data_dir) if task is None else task
@@ -191,7 +195,7 @@ def train(config: TrainConfig, task: data.TaskData | None = None, fast: bool = T
     optimizer = clipping.make_optimizer(config.optimizer, config.learning_rate, config.clip_mode,
                                         config.clip_threshold, config.momentum)
     steppers = {name: Stepper(model, optimizer if name == "train" else None, indexed,
-                              getattr(task, name).bank if indexed else None)
+                              getattr(task, name).bank if indexed else None, fast=fast)
                 for name in data.SPLITS}
     trainer = steppers["train"]
     rng = np.random.default_rng([config.seed, 7])
