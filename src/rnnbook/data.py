@@ -266,7 +266,7 @@ def _load_saved(data_dir, params) -> dict[str, np.ndarray] | None:
         with np.load(npz) as f:
             arrays = {k: f[k] for k in f.files}
         saved = json.loads(manifest.read_text())
-    except (OSError, ValueError):
+    except Exception:  # OSError, ValueError, zipfile.BadZipFile (truncated), zlib.error, ...
         return None  # unreadable: regenerate (and overwrite) rather than fail
     if saved.get("parameters") != params or saved.get("checksum") != _checksum(arrays):
         return None

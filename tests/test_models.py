@@ -1,0 +1,154 @@
+"""The CNN + recurrent classifier: variants train, initializers give what they claim,
+bad arguments are named, the fast and general feature paths and the Keras baseline agree."""
+import numpy as np
+import pytest
+
+import rnnbook  # noqa: F401  (quiets TensorFlow first)
+import keras
+
+from rnnbook import clipping, models, training
+from rnnbook.models import ModelError
+from rnnbook.runtime import seed_everything
+
+U, F = 16, 12
+SMALL = dict(units=U, conv_filters=(4,), num_classes=5)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    seed_everything(0)
+
+
+def batch(b=4, t=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((b, t, 8, 8, 1)).astype(np.float32), rng.integers(0, 5, size=b)
+
+
+@pytest.mark.parametrize("cell, activation", [
+    ("simple_rnn", "tanh"), ("simple_rnn", "relu"), ("simple_rnn", "sigmoid"),
+    ("simple_rnn", "linear"), ("simple_rnn", "elu"), ("gru", "tanh"), ("lstm", "tanh"),
+])
+def test_variant_builds_and_takes_a_training_step(cell, activation):
+    model = models.build_model(cell=cell, activation=activation, **SMALL)
+    assert isinstance(model.rnn, {"simple_rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU,
+                                  "lstm": keras.layers.LSTM}[cell])
+    assert model.rnn.cell.activation is keras.activations.get(activation)
+    stepper = training.Stepper(model, clipping.make_optimizer("sgd", 0.1), indexed=False)
+    x, y = batch()
+    before = {g: [w.copy() for w in getattr(model, g).get_weights()] for g in ("encoder", "rnn", "head")}
+    stats = stepper.step(x, y)
+    assert np.isfinite(stats["loss"]) and stats["loss"] > 0
+    assert np.isfinite(stats["grad_norm"]) and stats["grad_norm"] > 0
+    for group, old in before.items():  # every part of the model was updated
+        new = getattr(model, group).get_weights()
+        assert any(not np.array_equal(a, b) for a, b in zip(old, new)), group
+    np.testing.assert_allclose(np.linalg.norm(stats["layer_norms"]), stats["grad_norm"], rtol=1e-4)
+    logits = model(x)
+    assert logits.shape == (4, 5)
+
+
+def recurrent_kernel(name, gain, seed=0):
+    layer = models.build_recurrent("simple_rnn", U, "tanh", name, gain, seed=seed)
+    layer.build((None, None, F))
+    return keras.ops.convert_to_numpy(layer.cell.recurrent_kernel)
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.0, 3.0])
+def test_identity_initializer(gain):
+    np.testing.assert_allclose(recurrent_kernel("identity", gain), gain * np.eye(U), atol=0)
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.0, 2.0])
+def test_orthogonal_initializer(gain):
+    w = recurrent_kernel("orthogonal", gain).astype(np.float64)
+    np.testing.assert_allclose(w.T @ w, gain ** 2 * np.eye(U), atol=1e-5 * max(1, gain ** 2))
+    np.testing.assert_allclose(np.linalg.svd(w, compute_uv=False), np.full(U, gain), rtol=1e-5)
+    assert not np.allclose(w, gain * np.eye(U))  # a rotation, not the identity
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.0, 3.0])
+def test_glorot_uniform_initializer(gain):
+    w = recurrent_kernel("glorot_uniform", gain)
+    bound = gain * np.sqrt(6.0 / (2 * U))
+    assert np.abs(w).max() <= bound * (1 + 1e-6)
+    assert np.abs(w).max() > 0.8 * bound  # the gain really scales the spread (256 draws)
+    assert abs(w.mean()) < 0.2 * bound
+    np.testing.assert_allclose(w, gain * recurrent_kernel("glorot_uniform", 1.0), rtol=1e-6)
+
+
+def test_initializers_are_seeded():
+    np.testing.assert_array_equal(recurrent_kernel("orthogonal", 1.0, 4), recurrent_kernel("orthogonal", 1.0, 4))
+    assert not np.array_equal(recurrent_kernel("orthogonal", 1.0, 4), recurrent_kernel("orthogonal", 1.0, 5))
+
+
+def test_build_model_passes_initializer_and_gain():
+    model = models.build_model(recurrent_initializer="identity", recurrent_gain=2.5, activation="relu", **SMALL)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.rnn.cell.recurrent_kernel), 2.5 * np.eye(U))
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(cell="rnn"), r"cell='rnn'.*simple_rnn, gru, lstm"),
+    (dict(activation="swishy"), r"activation='swishy'.*tanh, relu"),
+    (dict(recurrent_initializer="zeros"), r"recurrent_initializer='zeros'.*orthogonal, identity, glorot_uniform"),
+    (dict(units=0), r"units=0 must be a positive integer"),
+    (dict(units=-4), r"units=-4"),
+    (dict(units=2.5), r"units=2.5"),
+    (dict(recurrent_gain=0.0), r"recurrent_gain=0.0 must be a positive"),
+    (dict(recurrent_gain=-1.0), r"recurrent_gain=-1.0"),
+    (dict(recurrent_gain=float("nan")), r"recurrent_gain=nan"),
+    (dict(num_classes=1), r"num_classes=1"),
+    (dict(conv_filters=(4, 0)), r"conv_filters"),
+])
+def test_bad_arguments_raise_model_error(kwargs, pattern):
+    args = dict(SMALL)
+    args.update(kwargs)
+    with pytest.raises(ModelError, match=pattern):
+        models.build_model(**args)
+
+
+def test_recurrent_initializer_rejects_unknown_name():
+    with pytest.raises(ModelError, match="choose one of orthogonal, identity, glorot_uniform"):
+        models.recurrent_initializer("he_normal")
+
+
+def _perturbed(model, seed=1):
+    """Give every weight (biases included) non-default values, so copying mistakes show."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([w + 0.1 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    seed_everything(0)
+    return _perturbed(models.build_model(units=U, conv_filters=(4, 8), num_classes=5))
+
+
+def test_indexed_features_equal_features(model):
+    rng = np.random.default_rng(2)
+    bank = rng.random((6, 8, 8, 1)).astype(np.float32)
+    index = np.array([[0, 3, 3, 5], [5, 1, 0, 0], [2, 2, 2, 2]], dtype=np.int32)  # repeats on purpose
+    dense = model.features(bank[index]).numpy()
+    fast = model.indexed_features(index, bank).numpy()
+    assert fast.shape == dense.shape == (3, 4, 4 * 4 * 8)
+    np.testing.assert_allclose(fast, dense, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(dense[0, 0], dense[0, 1])  # distinct images, distinct features
+
+
+def test_keras_baseline_gives_the_same_logits(model):
+    x, _ = batch(b=3, t=5, seed=3)
+    baseline = model.keras_baseline()
+    ours = model(x).numpy()
+    theirs = baseline(x).numpy()
+    np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-5)
+    assert np.abs(ours).max() > 1e-3
+    # the baseline owns copies: changing it leaves the model alone
+    baseline.set_weights([w * 0 for w in baseline.get_weights()])
+    np.testing.assert_allclose(model(x).numpy(), ours, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_keras_baseline_matches_for_gated_cells(cell):
+    m = _perturbed(models.build_model(cell=cell, **SMALL))
+    x, _ = batch(b=2, t=4, seed=5)
+    np.testing.assert_allclose(m.keras_baseline()(x).numpy(), m(x).numpy(), rtol=1e-5, atol=1e-5)
