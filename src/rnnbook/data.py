@@ -29,13 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnbook.paths import data_root
+
 TASKS = ("recall", "count")
 SPLITS = ("train", "val", "test")
 #: Share of the 1,797 source images given to each split (disjoint).
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 #: The bank's split is fixed, independent of the run seed, so every run sees the same images.
 BANK_SPLIT_SEED = 1234
-DATA_DIR = Path("data/sequences")
+DATA_DIR = data_root() / "sequences"
 
 
 class DataError(ValueError):

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from rnnbook.data import atomic_write
+from rnnbook.paths import data_root
 from rnnbook.training import TrainConfig, train
 
-RUNS_DIR = Path("data/runs")
+RUNS_DIR = data_root() / "runs"
 #: Modules whose source decides a run's numbers: editing one invalidates cached runs.
 CODE_MODULES = ("data", "models", "clipping", "training", "recurrence", "runtime")
 
