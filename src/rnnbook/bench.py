@@ -77,12 +77,14 @@ def step_flops(model, distinct: int, batch: int, seq_len: int) -> float:
     return 3.0 * forward
 
 
-def measure(seq_len: int, batch_size: int = 64, steps: int = 6, units: int = 64, seed: int = 0) -> dict:
-    """Time the book's path and the Keras baseline at one sequence length."""
+def measure(seq_len: int, batch_size: int | None = None, steps: int = 6, units: int = 64, seed: int = 0) -> dict:
+    """Time the book's path and the Keras baseline at one sequence length
+    (``batch_size`` defaults to the book's training batch size)."""
     import keras
 
     from rnnbook import clipping, training
 
+    batch_size = batch_size or training_batch_size()
     cfg = training.TrainConfig(seq_len=seq_len, n_train=batch_size * steps, n_val=8, n_test=8,
                                units=units, batch_size=batch_size, seed=seed)
     task = cfg.task_data(data_dir=None)
@@ -121,11 +123,12 @@ def measure(seq_len: int, batch_size: int = 64, steps: int = 6, units: int = 64,
     }
 
 
-def run(seq_lens=(20, 100, 400), batch_size: int = 64, steps: int = 6) -> dict:
+def run(seq_lens=(20, 100, 400), batch_size: int | None = None, steps: int = 6) -> dict:
     """Every measurement, as one JSON-ready dict."""
     from rnnbook import runtime
 
     runtime.configure()
+    batch_size = batch_size or training_batch_size()
     rows = [measure(t, batch_size, steps) for t in seq_lens]
     model = rows[0].pop("_model")
     for r in rows[1:]:
@@ -161,12 +164,20 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def training_batch_size() -> int:
+    """The batch size the book trains with (``TrainConfig``'s default)."""
+    from rnnbook.training import TrainConfig
+
+    return TrainConfig.batch_size
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnbook.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[20, 100, 400], metavar="T",
                         help="sequence lengths to measure (default: 20 100 400)")
-    parser.add_argument("--batch-size", type=int, default=64, help="sequences per batch (default: 64)")
+    parser.add_argument("--batch-size", type=int, default=training_batch_size(),
+                        help="sequences per batch (default: the book's training default, %(default)s)")
     parser.add_argument("--steps", type=int, default=6, help="training steps per timed epoch (default: 6)")
     args = parser.parse_args(argv)
     if min(args.seq_lens) < 1 or args.batch_size < 1 or args.steps < 1:

@@ -56,7 +56,7 @@ class TrainConfig:
     clip_mode: str = "none"
     clip_threshold: float = 1.0
     epochs: int = 5
-    batch_size: int = 64
+    batch_size: int = 128
     seed: int = 0
 
     def __post_init__(self):
