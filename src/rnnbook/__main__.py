@@ -1,0 +1,6 @@
+"""``python -m rnnbook build ...``"""
+import sys
+
+from rnnbook.cli import main
+
+sys.exit(main())

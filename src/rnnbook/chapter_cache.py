@@ -1,0 +1,157 @@
+"""Cache of executed chapters, keyed by everything that can change their output.
+
+The key of one chapter hashes:
+
+* the chapter's source file (bytes),
+* the parameters it receives (only the ones it declares) and the preset label
+  and environment the build passes to its kernel,
+* the source of the ``rnnbook`` package (every file under ``src/rnnbook``),
+* the Python version and the installed versions of the pinned packages
+  (the names in ``requirements.txt``).
+
+Nothing else: not the git commit, not other chapters, not files outside
+``src/rnnbook``.  An executed notebook is stored as
+``<cache>/<chapter>-<key>.ipynb`` next to a ``.json`` with its run time;
+entries are never deleted by a build, so switching presets back and forth
+re-executes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+#: Used when a book root has no requirements.txt.
+DEFAULT_PACKAGES = (
+    "tensorflow-cpu", "keras", "numpy", "scikit-learn", "seaborn", "matplotlib",
+    "pandas", "papermill", "jupytext", "myst-nb", "ipykernel",
+)
+
+KEY_VERSION = 1  # bump to invalidate every cached chapter
+
+
+def package_dir() -> Path:
+    """The directory of the imported ``rnnbook`` package (``src/rnnbook``)."""
+    return Path(__file__).resolve().parent
+
+
+def src_digest(directory: str | Path | None = None) -> str:
+    """Hash of every source file under ``directory`` (default: the rnnbook package).
+
+    Byte-compiled files and caches are ignored; file names are part of the hash.
+    """
+    directory = Path(directory) if directory is not None else package_dir()
+    h = hashlib.sha256()
+    files = sorted(
+        p for p in directory.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}
+    )
+    for p in files:
+        h.update(p.relative_to(directory).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def pinned_packages(requirements: str | Path | None) -> list[str]:
+    """Package names listed in a requirements file (DEFAULT_PACKAGES if it is absent)."""
+    if requirements is None or not Path(requirements).exists():
+        return list(DEFAULT_PACKAGES)
+    names = []
+    for line in Path(requirements).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        m = _REQ.match(line)
+        if m:
+            names.append(m.group(1))
+    return names
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_versions(names: Iterable[str]) -> dict[str, str]:
+    """``{name: installed version or "absent"}`` plus the Python version."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[_norm(name)] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[_norm(name)] = "absent"
+    return out
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float):
+        return repr(value)  # 1e-3 and 0.001 are the same float, so the same text
+    return value
+
+
+def cache_key(
+    chapter_source: bytes | str,
+    params: Mapping[str, Any],
+    src: str,
+    versions: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """The hex key of one chapter execution (see the module docstring)."""
+    if isinstance(chapter_source, str):
+        chapter_source = chapter_source.encode()
+    payload = {
+        "key_version": KEY_VERSION,
+        "chapter": hashlib.sha256(chapter_source).hexdigest(),
+        "params": _canonical(dict(params)),
+        "src": src,
+        "versions": _canonical(dict(versions)),
+        "env": _canonical(dict(env or {})),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class ChapterCache:
+    """Executed notebooks on disk, one file per (chapter, key)."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    @staticmethod
+    def _slug(docname: str) -> str:
+        return docname.replace("/", "__").replace("\\", "__")
+
+    def path(self, docname: str, key: str) -> Path:
+        return self.directory / f"{self._slug(docname)}-{key[:20]}.ipynb"
+
+    def get(self, docname: str, key: str) -> Path | None:
+        p = self.path(docname, key)
+        return p if p.exists() else None
+
+    def info(self, docname: str, key: str) -> dict[str, Any]:
+        p = self.path(docname, key).with_suffix(".json")
+        try:
+            return json.loads(p.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def put(self, docname: str, key: str, notebook: str | Path, info: Mapping[str, Any]) -> Path:
+        """Store an executed notebook atomically (rename) with its info."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        dest = self.path(docname, key)
+        tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+        shutil.copyfile(notebook, tmp)
+        dest.with_suffix(".json").write_text(json.dumps(dict(info), indent=1, sort_keys=True, default=str))
+        os.replace(tmp, dest)
+        return dest

@@ -1,0 +1,71 @@
+"""Command line: ``rnnbook build`` (also ``python -m rnnbook build``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+parameters: preset < -f files (in order) < -p overrides.  Values are parsed as
+data, never as code: -p seq_len=20  -p learning_rate=1e-3  -p activations=[tanh,relu]
+(or activations=tanh,relu)  -p lag=None.  `rnnbook build --list-params` lists them.
+"""
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnnbook", description="Build the rnnbook Jupyter Book.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser(
+        "build", help="execute the chapters with parameters and build the HTML",
+        description="Execute every chapter in _toc.yml with papermill (cached), then build the "
+                    "HTML with Jupyter Book into _build/html, strict.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument("--preset", default="default", help="parameter preset: presets/NAME.yaml (default: %(default)s)")
+    b.add_argument("-f", "--parameters-file", dest="files", action="append", default=[], metavar="FILE",
+                   help="YAML file of parameters (repeatable, later files win)")
+    b.add_argument("-p", "--parameter", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="set one parameter (repeatable, wins over preset and files)")
+    b.add_argument("--force", action="store_true", help="re-execute every chapter, ignoring the cache")
+    b.add_argument("--list-params", action="store_true", help="print every parameter and exit")
+    b.add_argument("--root", type=Path, default=None,
+                   help="the book's root (default: the directory holding _toc.yml at or above the cwd)")
+    b.add_argument("--build-dir", type=Path, default=None, help="output directory, named _build (default: ROOT/_build)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.add_argument("-v", "--verbose", action="store_true", help="show Jupyter Book's full log")
+    b.add_argument("--no-html", action="store_true", help="execute (and cache) the chapters only")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    from rnnbook import repo_root
+    from rnnbook.build import BuildError, Options, build, list_params
+    from rnnbook.params import ParamError
+
+    root = (args.root or repo_root()).resolve()
+    if not (root / "_toc.yml").exists():
+        print(f"rnnbook: error: no _toc.yml in {root} (use --root)", file=sys.stderr)
+        return 2
+    try:
+        if args.list_params:
+            print(list_params(root))
+            return 0
+        return build(Options(
+            root=root, preset=args.preset, files=args.files, overrides=args.overrides,
+            force=args.force, build_dir=args.build_dir, progress=not args.no_progress,
+            html=not args.no_html, verbose=args.verbose,
+        ))
+    except ParamError as exc:
+        print(f"rnnbook: parameter error: {exc}", file=sys.stderr)
+        return 2
+    except BuildError as exc:
+        print(f"rnnbook: build failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rnnbook: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Shared fixtures: the repository root and a tiny throw-away book."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FRONT = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+
+def chapter(title: str, parameters: str, body: str) -> str:
+    """A MyST Markdown notebook with one parameters cell and one more code cell."""
+    return (
+        FRONT
+        + f"\n# {title}\n\n```{{code-cell}} ipython3\n:tags: [parameters]\n\n{textwrap.dedent(parameters).strip()}\n```\n"
+        + f"\nSome prose.\n\n```{{code-cell}} ipython3\n{textwrap.dedent(body).strip()}\n```\n"
+    )
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def toy_book(tmp_path: Path) -> Path:
+    """A two-chapter book that needs no TensorFlow: ``ok`` runs, ``boom`` raises."""
+    root = tmp_path / "book"
+    (root / "chapters").mkdir(parents=True)
+    (root / "presets").mkdir()
+    (root / "_config.yml").write_text(
+        "title: toy\nonly_build_toc_files: true\nexclude_patterns: [_build, presets]\n"
+        "execute:\n  execute_notebooks: force\n"
+    )
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: index\nchapters:\n  - file: chapters/ok\n  - file: chapters/boom\n"
+    )
+    (root / "index.md").write_text("# Toy\n\nA toy book.\n")
+    (root / "presets" / "default.yaml").write_text("{}\n")
+    (root / "presets" / "quick.yaml").write_text("seed: 1\nseq_len: 2\n")
+    (root / "chapters" / "ok.md").write_text(chapter("OK", "seed = 0", "print('ok', seed)"))
+    (root / "chapters" / "boom.md").write_text(
+        chapter("Boom", "seq_len = 3", "x = 1\nraise ValueError(f'boom at {seq_len}')")
+    )
+    return root

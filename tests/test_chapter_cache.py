@@ -1,0 +1,125 @@
+"""The chapter cache key changes when each of its inputs changes, and only then."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rnnbook import build, chapter_cache
+from rnnbook.chapter_cache import ChapterCache, cache_key, src_digest
+
+BASE = dict(
+    chapter_source=b"# chapter\n```{code-cell}\nseq_len = 20\n```\n",
+    params={"seq_len": 5, "learning_rate": 0.001, "activations": ["tanh", "relu"]},
+    src="abc123",
+    versions={"python": "3.11.7", "tensorflow-cpu": "2.21.0", "keras": "3.15.1"},
+    env={"RNNBOOK_PRESET": "quick", "RNNBOOK_OVERRIDES": ""},
+)
+
+
+def key(**changes):
+    return cache_key(**{**BASE, **changes})
+
+
+def test_key_is_stable():
+    assert key() == key()
+    # same values in another order, or spelled differently, give the same key
+    assert key(params={"activations": ["tanh", "relu"], "learning_rate": 1e-3, "seq_len": 5}) == key()
+    assert key(chapter_source=BASE["chapter_source"].decode()) == key()
+    assert key(versions=dict(reversed(list(BASE["versions"].items())))) == key()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("chapter_source", b"# chapter\n```{code-cell}\nseq_len = 21\n```\n"),
+    ("params", {**BASE["params"], "seq_len": 6}),
+    ("params", {**BASE["params"], "activations": ["relu", "tanh"]}),
+    ("params", {**BASE["params"], "seed": 0}),
+    ("src", "abc124"),
+    ("versions", {**BASE["versions"], "keras": "3.15.2"}),
+    ("versions", {**BASE["versions"], "python": "3.12.0"}),
+    ("env", {**BASE["env"], "RNNBOOK_PRESET": "default"}),
+])
+def test_key_changes_with_each_input(field, value):
+    assert key(**{field: value}) != key()
+
+
+def make_pkg(tmp_path):
+    pkg = tmp_path / "rnnbook"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("X = 1\n")
+    (pkg / "data.py").write_text("def f():\n    return 1\n")
+    return pkg
+
+
+def test_src_digest_changes_with_source_only(tmp_path):
+    pkg = make_pkg(tmp_path)
+    d0 = src_digest(pkg)
+    # byte code, caches and files outside the package do not count
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "data.cpython-311.pyc").write_bytes(b"\0\1")
+    (pkg / "data.pyc").write_bytes(b"\0")
+    (tmp_path / "README.md").write_text("docs\n")
+    assert src_digest(pkg) == d0
+    # editing one helper does
+    (pkg / "data.py").write_text("def f():\n    return 2\n")
+    d1 = src_digest(pkg)
+    assert d1 != d0
+    # so do adding and renaming a module
+    (pkg / "new.py").write_text("")
+    d2 = src_digest(pkg)
+    assert d2 != d1
+    (pkg / "new.py").rename(pkg / "other.py")
+    assert src_digest(pkg) != d2
+
+
+def test_src_digest_defaults_to_the_installed_package():
+    assert src_digest() == src_digest(chapter_cache.package_dir())
+    assert (chapter_cache.package_dir() / "chapter_cache.py").exists()
+
+
+def test_pinned_packages_and_versions(tmp_path, repo_root):
+    req = tmp_path / "requirements.txt"
+    req.write_text("# comment\nkeras==3.15.1\nnumpy==2.4.6  # pinned\n-e .\n\nno-such-package-xyz==1.0\n")
+    names = chapter_cache.pinned_packages(req)
+    assert names == ["keras", "numpy", "no-such-package-xyz"]
+    v = chapter_cache.installed_versions(names)
+    assert v["no-such-package-xyz"] == "absent"
+    assert v["keras"] and v["keras"] != "absent"
+    assert "python" in v
+    pinned = chapter_cache.pinned_packages(repo_root / "requirements.txt")
+    for must in ("tensorflow-cpu", "keras", "jupyter-book", "papermill", "jupytext", "seaborn"):
+        assert must in pinned
+
+
+def test_plan_keys_follow_chapter_parameters(toy_book):
+    """A parameter re-keys only the chapters that declare it."""
+    chapters = build.find_chapters(toy_book)
+
+    def keys(*overrides):
+        resolved = build.resolve_parameters(toy_book, chapters, "default", (), overrides)
+        return {j.chapter.docname: j.key for j in build.plan(toy_book, chapters, resolved)}
+
+    k0 = keys()
+    assert keys() == k0
+    k1 = keys("seq_len=4")  # declared by boom only
+    assert k1["chapters/ok"] == k0["chapters/ok"]
+    assert k1["chapters/boom"] != k0["chapters/boom"]
+    # editing one chapter re-keys that chapter only
+    ok = toy_book / "chapters" / "ok.md"
+    ok.write_text(ok.read_text().replace("print('ok', seed)", "print('OK', seed)"))
+    k2 = keys()
+    assert k2["chapters/ok"] != k0["chapters/ok"]
+    assert k2["chapters/boom"] == k0["chapters/boom"]
+
+
+def test_cache_store(tmp_path):
+    cache = ChapterCache(tmp_path / "executed")
+    k = key()
+    assert cache.get("chapters/a", k) is None
+    nb = tmp_path / "a.ipynb"
+    nb.write_text("{}")
+    path = cache.put("chapters/a", k, nb, {"seconds": 1.5})
+    assert cache.get("chapters/a", k) == path
+    assert cache.info("chapters/a", k)["seconds"] == 1.5
+    assert cache.get("chapters/a", key(src="other")) is None
+    assert json.loads(path.read_text()) == {}

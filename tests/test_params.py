@@ -1,0 +1,220 @@
+"""Parameters: parsing as data, validation of every bad-input case, the registry."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from rnnbook import build, cli, params
+from rnnbook.params import ParamError, Param, REGISTRY
+
+
+# ---------------------------------------------------------------- parsing
+@pytest.mark.parametrize("text, value", [
+    ("20", 20),
+    ("-3", -3),
+    ("1e-3", 0.001),
+    ("0.5", 0.5),
+    ("None", None),
+    ("True", True),
+    ("true", True),
+    ("tanh", "tanh"),
+    ("[tanh, relu]", ["tanh", "relu"]),
+    ("['tanh', 'relu']", ["tanh", "relu"]),
+    ("[20, 50]", [20, 50]),
+    ("(16, 32)", (16, 32)),
+    ("global_clipnorm", "global_clipnorm"),
+])
+def test_parse_value(text, value):
+    assert params.parse_value(text) == value
+
+
+def test_parse_assignment():
+    assert params.parse_assignment("seq_len=20") == ("seq_len", 20)
+    assert params.parse_assignment(" activation = relu ") == ("activation", "relu")
+    assert params.parse_assignment("x=a=b") == ("x", "a=b")
+    with pytest.raises(ParamError, match="NAME=VALUE"):
+        params.parse_assignment("seq_len")
+    with pytest.raises(ParamError, match="not a parameter name"):
+        params.parse_assignment("1x=3")
+
+
+def test_text_is_never_evaluated(tmp_path):
+    marker = tmp_path / "pwned"
+    text = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    name, value = params.parse_assignment(f"seq_len={text}")
+    assert isinstance(value, str)  # stays text
+    with pytest.raises(ParamError, match="seq_len.*expected int"):
+        params.validate({name: value})
+    assert not marker.exists()
+
+
+def test_yaml_file_is_safe_loaded(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("seq_len: 50\nlearning_rate: 1e-3\nactivations: [tanh, relu]\nlag: null\n")
+    assert params.load_yaml_file(good) == {
+        "seq_len": 50, "learning_rate": 0.001, "activations": ["tanh", "relu"], "lag": None,
+    }
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f"seq_len: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ParamError, match="not valid"):
+        params.load_yaml_file(evil)
+    assert not marker.exists()
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ParamError, match="mapping"):
+        params.load_yaml_file(listy)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    assert params.load_yaml_file(empty) == {}
+    with pytest.raises(ParamError, match="does not exist"):
+        params.load_yaml_file(tmp_path / "missing.yaml")
+
+
+# ---------------------------------------------------------------- validation
+def test_valid_values_are_normalised():
+    out = params.validate({
+        "seq_len": 20, "learning_rate": 1, "lag": None, "seeds": (0, 1),
+        "clip_modes": "none,clipnorm", "clip_mode": "global_clipnorm", "seq_lens": 50,
+    })
+    assert out == {
+        "seq_len": 20, "learning_rate": 1.0, "lag": None, "seeds": [0, 1],
+        "clip_modes": ["none", "clipnorm"], "clip_mode": "global_clipnorm", "seq_lens": [50],
+    }
+    assert isinstance(out["learning_rate"], float)
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(ParamError, match=r"unknown parameter 'seq_lenn'.*did you mean 'seq_len'"):
+        params.validate({"seq_lenn": 3})
+    with pytest.raises(ParamError, match=r"unknown parameter 'learnig_rate'.*did you mean 'learning_rate'"):
+        params.validate({"learnig_rate": 0.1})
+
+
+def test_registered_but_undeclared_name():
+    with pytest.raises(ParamError, match="declared by no chapter"):
+        params.validate({"clip_mode": "none"}, declared={"chapters/x": ["seq_len"]})
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("seq_len", "abc", "expected int"),
+    ("seq_len", 2.5, "expected int"),
+    ("seq_len", True, "expected int"),
+    ("seq_len", [20], "expected int"),
+    ("learning_rate", "fast", "expected float"),
+    ("activation", 3, "expected str"),
+    ("activations", ["tanh", 3], "element 3"),
+    ("lag", "first", r"expected int \| None"),
+    ("seeds", [0, "one"], "element 'one'"),
+])
+def test_wrong_type(name, value, match):
+    with pytest.raises(ParamError, match=rf"parameter '{name}'.*{match}"):
+        params.validate({name: value})
+
+
+@pytest.mark.parametrize("name, value, allowed", [
+    ("seq_len", 0, "> 0"),
+    ("seq_len", -5, "> 0"),
+    ("seq_lens", [20, 0], "> 0"),
+    ("learning_rate", 0.0, "> 0"),
+    ("learning_rate", -1e-3, "> 0"),
+    ("clip_mode", "clipglobal", "one of none, clipnorm, global_clipnorm, clipvalue"),
+    ("clip_modes", ["none", "norm"], "one of none, clipnorm, global_clipnorm, clipvalue"),
+    ("task", "copy", "one of recall, count"),
+    ("lag", -1, ">= 0"),
+    ("activation", "tanhh", "activation name that Keras knows"),
+    ("activations", ["relu", "rectifier"], "activation name that Keras knows"),
+])
+def test_impossible_values(name, value, allowed):
+    with pytest.raises(ParamError) as err:
+        params.validate({name: value})
+    msg = str(err.value)
+    assert f"parameter '{name}'" in msg
+    assert allowed in msg
+
+
+def test_keras_activations_accepted():
+    assert params.validate({"activations": ["tanh", "relu", "sigmoid", "linear"]})["activations"] == [
+        "tanh", "relu", "sigmoid", "linear"]
+
+
+def test_resolve_order():
+    merged = params.resolve({"a": 1, "b": 1, "c": 1}, [{"b": 2, "c": 2}], {"c": 3})
+    assert merged == {"a": 1, "b": 2, "c": 3}
+
+
+def test_adding_a_param_is_one_line():
+    p = Param("n_layers", int, "stacked recurrent layers", params.positive)
+    assert p.check(2) == 2
+    with pytest.raises(ParamError, match="'n_layers'.*> 0"):
+        p.check(0)
+    assert Param("gains", list[float], "gains", params.positive).type_name == "list[float]"
+
+
+# ---------------------------------------------------------------- parameters cells
+def test_parse_parameters_source():
+    src = "seq_len = 20  # frames\nactivations: list = ['tanh', 'relu']\nlag = None\n"
+    assert params.parse_parameters_source(src) == {"seq_len": 20, "activations": ["tanh", "relu"], "lag": None}
+    with pytest.raises(ParamError, match="literal"):
+        params.parse_parameters_source("seq_len = int('20')")
+    with pytest.raises(ParamError, match="only hold"):
+        params.parse_parameters_source("import os\nseq_len = 3")
+
+
+def test_every_chapter_has_one_parameters_cell_with_registered_valid_defaults(repo_root):
+    chapters = build.find_chapters(repo_root)  # raises on a missing/extra cell or unregistered name
+    assert chapters, "no chapter in _toc.yml"
+    for c in chapters:
+        assert c.defaults, f"{c.docname} declares no parameter"
+        for name, default in c.defaults.items():
+            assert name in REGISTRY, f"{c.docname} declares unregistered {name!r}"
+            REGISTRY[name].check(default, source=c.docname)
+
+
+def test_every_chapter_md_is_a_registered_notebook(repo_root):
+    """Also chapters not (yet) in the table of contents."""
+    for path in sorted((repo_root / "chapters").glob("*.md")):
+        if build.is_notebook(path):
+            for name in params.declared_parameters(path):
+                assert name in REGISTRY, f"{path.name} declares unregistered {name!r}"
+
+
+@pytest.mark.parametrize("preset", ["default", "quick"])
+def test_presets_are_valid(repo_root, preset):
+    values = params.load_preset(repo_root, preset)
+    for name, value in values.items():
+        assert name in REGISTRY, f"presets/{preset}.yaml: unregistered {name!r}"
+        REGISTRY[name].check(value, source=f"presets/{preset}.yaml")
+    chapters = build.find_chapters(repo_root)
+    build.resolve_parameters(repo_root, chapters, preset)
+
+
+# ---------------------------------------------------------------- the command line
+def test_list_params(repo_root, capsys):
+    assert cli.main(["build", "--list-params", "--root", str(repo_root)]) == 0
+    out = capsys.readouterr().out
+    for c in build.find_chapters(repo_root):
+        for name, default in c.defaults.items():
+            line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
+            assert c.title in line and REGISTRY[name].type_name in line
+            assert REGISTRY[name].description in line
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["-p", "seq_lenn=3"], "did you mean 'seq_len'"),
+    (["-p", "seq_len=0"], "parameter 'seq_len' (from -p): value 0 is not allowed: must be > 0"),
+    (["-p", "seq_len=ten"], "expected int"),
+    (["--preset", "quik"], "did you mean 'quick'"),
+])
+def test_cli_rejects_bad_parameters_before_executing(toy_book, args, expected, capsys):
+    code = cli.main(["build", "--root", str(toy_book), "--no-progress", *args])
+    assert code == 2
+    assert expected in capsys.readouterr().err
+    assert not (toy_book / "_build").exists()  # nothing ran
+
+
+def test_cli_rejects_bad_yaml_file(toy_book, tmp_path, capsys):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"seq_len": -4}))
+    assert cli.main(["build", "--root", str(toy_book), "-f", str(f)]) == 2
+    assert f"parameter 'seq_len' (from {f})" in capsys.readouterr().err
