@@ -89,3 +89,32 @@ def test_bench_flop_count_matches_hand_count():
     model = models.build_model(units=64, conv_filters=(16, 32))
     # conv1: 8*8 outputs * 3*3*1 inputs * 16 channels; conv2: 8*8 * 3*3*16 * 32; two FLOPs per multiply-add
     assert bench.conv_flops_per_image(model) == 2 * (64 * 9 * 1 * 16 + 64 * 9 * 16 * 32)
+
+
+@pytest.mark.parametrize("steps,unroll", [(1, 8), (7, 8), (13, 4), (16, 8), (9, 1)])
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+def test_unrolled_chunks_give_keras_states_and_gradients(steps, unroll, activation):
+    """Any T, including T not a multiple of the unroll factor, traced inside tf.function."""
+    x = tf.constant(np.random.default_rng(steps).normal(size=(3, steps, 5)).astype("float32"))
+    layer = keras.layers.SimpleRNN(6, activation=activation, return_sequences=True,
+                                   recurrent_initializer=keras.initializers.Orthogonal(gain=1.3, seed=0))
+    layer.build(x.shape)
+    weights = [x, layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias]
+    wave = tf.cos(tf.range(steps, dtype=tf.float32))[None, :, None]  # every step feeds the loss
+
+    def states_and_grads(states_fn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            states = states_fn(x)
+            loss = tf.reduce_sum(tf.sin(states) * wave)
+        return [states] + tape.gradient(loss, weights)
+
+    def fast(inputs):
+        cell = layer.cell
+        projected = tf.einsum("btf,fu->tbu", inputs, cell.kernel) + cell.bias
+        return tf.transpose(recurrence.recur(projected, cell.recurrent_kernel, cell.activation, unroll), [1, 0, 2])
+
+    reference = states_and_grads(layer)
+    for got in (states_and_grads(fast), tf.function(lambda: states_and_grads(fast))()):
+        for a, b in zip(got, reference):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(1.0, float(tf.reduce_max(tf.abs(b)))))
