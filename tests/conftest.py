@@ -1,7 +1,10 @@
 """Shared fixtures: the repository root and a tiny throw-away book."""
 from __future__ import annotations
 
+import io
 import textwrap
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,52 @@ def toy_book(tmp_path: Path) -> Path:
         chapter("Boom", "seq_len = 3", "x = 1\nraise ValueError(f'boom at {seq_len}')")
     )
     return root
+
+
+@dataclass
+class QuickBook:
+    """The whole book built once per test session with the ``quick`` preset."""
+
+    root: Path
+    build_dir: Path
+    code: int
+    output: str
+    seconds: float
+    src_digest: str  # of src/rnnbook when the build started
+
+    @property
+    def html_dir(self) -> Path:
+        return self.build_dir / "html"
+
+    def page(self, docname: str) -> str:
+        """The HTML of one page, e.g. ``page("chapters/relu")``."""
+        return (self.html_dir / f"{docname}.html").read_text()
+
+    def notebook(self, docname: str):
+        """The executed notebook of one chapter (from the build's cache)."""
+        import nbformat
+
+        from rnnbook import build
+
+        chapters = build.find_chapters(self.root)
+        resolved = build.resolve_parameters(self.root, chapters, "quick", (), [])
+        job = next(j for j in build.plan(self.root, chapters, resolved) if j.chapter.docname == docname)
+        from rnnbook.chapter_cache import ChapterCache
+
+        return nbformat.read(ChapterCache(self.build_dir / "executed").get(docname, job.key), as_version=4)
+
+
+@pytest.fixture(scope="session")
+def quick_book(tmp_path_factory) -> QuickBook:
+    """Build the real book with the ``quick`` preset (strict) once; every test that
+    checks chapters reads this build instead of executing them again."""
+    from rnnbook import build
+    from rnnbook.build import Options
+    from rnnbook.chapter_cache import src_digest
+
+    digest = src_digest()
+    build_dir = tmp_path_factory.mktemp("quick") / "_build"
+    out = io.StringIO()
+    t0 = time.time()
+    code = build.build(Options(root=ROOT, progress=False, preset="quick", build_dir=build_dir), out=out)
+    return QuickBook(ROOT, build_dir, code, out.getvalue(), time.time() - t0, digest)

@@ -96,14 +96,12 @@ def _text(page: str) -> str:
 
 
 @pytest.mark.slow
-def test_quick_build_of_the_whole_book(repo_root, tmp_path):
-    build_dir = tmp_path / "_build"
-    src_before = src_digest()
-    t0 = time.time()
-    code, out = run(repo_root, preset="quick", build_dir=build_dir)
-    cold = time.time() - t0
+def test_quick_build_of_the_whole_book(repo_root, quick_book):
+    build_dir = quick_book.build_dir
+    src_before = quick_book.src_digest
+    code, out, cold = quick_book.code, quick_book.output, quick_book.seconds
     assert code == 0, out
-    html_dir = build_dir / "html"
+    html_dir = quick_book.html_dir
     chapters = build.find_chapters(repo_root)
     for docname in build.toc_docnames(repo_root):
         assert (html_dir / f"{docname}.html").exists(), f"no page for {docname}"
