@@ -20,8 +20,7 @@ import math
 import keras
 import numpy as np
 
-CLIP_MODES = ("none", "clipnorm", "global_clipnorm", "clipvalue")
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
+from rnnbook.choices import CLIP_MODES, OPTIMIZERS, check_choice
 
 
 class ClipError(ValueError):
@@ -30,8 +29,7 @@ class ClipError(ValueError):
 
 def check_clip(clip_mode: str, clip_threshold: float) -> None:
     """Raise :class:`ClipError` unless the mode is supported and the threshold is positive."""
-    if clip_mode not in CLIP_MODES:
-        raise ClipError(f"clip_mode={clip_mode!r} is not supported; choose one of {', '.join(CLIP_MODES)}")
+    check_choice("clip_mode", clip_mode, CLIP_MODES, ClipError)
     if clip_mode != "none" and not (isinstance(clip_threshold, (int, float)) and math.isfinite(clip_threshold)
                                     and clip_threshold > 0):
         raise ClipError(f"clip_threshold={clip_threshold!r} must be a positive finite number")
@@ -40,8 +38,7 @@ def check_clip(clip_mode: str, clip_threshold: float) -> None:
 def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, clip_mode: str = "none",
                    clip_threshold: float = 1.0, momentum: float = 0.9) -> keras.optimizers.Optimizer:
     """A Keras optimizer (``sgd`` with momentum, ``adam`` or ``rmsprop``) with the given clipping."""
-    if name not in OPTIMIZERS:
-        raise ClipError(f"optimizer={name!r} is not supported; choose one of {', '.join(OPTIMIZERS)}")
+    check_choice("optimizer", name, OPTIMIZERS, ClipError)
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise ClipError(f"learning_rate={learning_rate!r} must be a positive finite number")
     check_clip(clip_mode, clip_threshold)

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnbook.choices import TASKS, check_choice
 from rnnbook.paths import data_root
 
-TASKS = ("recall", "count")
 SPLITS = ("train", "val", "test")
 #: Share of the 1,797 source images given to each split (disjoint).
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
@@ -162,8 +162,7 @@ def _count_split(rng, n, seq_len, target_digit, max_count, digits):
 def check_task_args(task: str, seq_len: int, lag: int | None, n_train: int, n_val: int,
                     n_test: int, target_digit: int, max_count: int | None) -> None:
     """Raise :class:`DataError` naming the argument and what is allowed."""
-    if task not in TASKS:
-        raise DataError(f"task={task!r} is not a task; choose one of {', '.join(TASKS)}")
+    check_choice("task", task, TASKS, DataError)
     for name, value in (("seq_len", seq_len), ("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise DataError(f"{name}={value!r} must be a positive integer")

@@ -25,9 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from rnnbook import recurrence, runtime
+from rnnbook.choices import CELLS, RECURRENT_INITIALIZERS, check_choice
 
-CELLS = ("simple_rnn", "gru", "lstm")
-RECURRENT_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform")
 FRAME_SHAPE = (8, 8, 1)
 
 
@@ -63,8 +62,7 @@ def recurrent_initializer(name: str = "orthogonal", gain: float = 1.0, seed: int
         return keras.initializers.Identity(gain=gain)
     if name == "glorot_uniform":
         return ScaledGlorotUniform(gain=gain, seed=seed)
-    raise ModelError(f"recurrent_initializer={name!r} is not supported; choose one of "
-                     f"{', '.join(RECURRENT_INITIALIZERS)}")
+    check_choice("recurrent_initializer", name, RECURRENT_INITIALIZERS, ModelError)
 
 
 def check_activation(name: str) -> str:
@@ -101,8 +99,7 @@ def build_recurrent(cell: str = "simple_rnn", units: int = 64, activation: str =
                     recurrent_initializer_name: str = "orthogonal", recurrent_gain: float = 1.0,
                     seed: int = 0, return_sequences: bool = True) -> keras.layers.Layer:
     """The recurrent head layer."""
-    if cell not in CELLS:
-        raise ModelError(f"cell={cell!r} is not supported; choose one of {', '.join(CELLS)}")
+    check_choice("cell", cell, CELLS, ModelError)
     if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
         raise ModelError(f"units={units!r} must be a positive integer")
     if not np.isfinite(recurrent_gain) or recurrent_gain <= 0:

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnnbook import clipping, data, models, runtime
+from rnnbook.choices import CELLS, OPTIMIZERS, RECURRENT_INITIALIZERS, check_choice
 
 
 class ConfigError(ValueError):
@@ -70,11 +71,8 @@ class TrainConfig:
         """Check every field before any training starts."""
         data.check_task_args(self.task, self.seq_len, self.lag, self.n_train, self.n_val,
                              self.n_test, self.target_digit, self.max_count)
-        if self.cell not in models.CELLS:
-            raise ConfigError(f"cell={self.cell!r} is not supported; choose one of {', '.join(models.CELLS)}")
-        if self.recurrent_initializer not in models.RECURRENT_INITIALIZERS:
-            raise ConfigError(f"recurrent_initializer={self.recurrent_initializer!r} is not supported; "
-                              f"choose one of {', '.join(models.RECURRENT_INITIALIZERS)}")
+        check_choice("cell", self.cell, CELLS, ConfigError)
+        check_choice("recurrent_initializer", self.recurrent_initializer, RECURRENT_INITIALIZERS, ConfigError)
         models.check_activation(self.activation)
         for name in ("units", "epochs", "batch_size"):
             value = getattr(self, name)
@@ -82,9 +80,7 @@ class TrainConfig:
                 raise ConfigError(f"{name}={value!r} must be a positive integer")
         if not (math.isfinite(self.recurrent_gain) and self.recurrent_gain > 0):
             raise ConfigError(f"recurrent_gain={self.recurrent_gain!r} must be a positive number")
-        if self.optimizer not in clipping.OPTIMIZERS:
-            raise ConfigError(f"optimizer={self.optimizer!r} is not supported; "
-                              f"choose one of {', '.join(clipping.OPTIMIZERS)}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS, ConfigError)
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise ConfigError(f"learning_rate={self.learning_rate!r} must be a positive finite number")

@@ -1,0 +1,23 @@
+"""The named choices the book supports, in one light module (no TensorFlow import),
+shared by the engine's argument checks and the build's parameter validation."""
+from __future__ import annotations
+
+TASKS = ("recall", "count")
+CELLS = ("simple_rnn", "gru", "lstm")
+RECURRENT_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+CLIP_MODES = ("none", "clipnorm", "global_clipnorm", "clipvalue")
+
+
+def check_choice(name: str, value, choices, error=ValueError) -> None:
+    """Raise ``error`` naming the argument and the valid choices unless ``value`` is one of them.
+
+    Example:
+        >>> check_choice("clip_mode", "clipnorm", CLIP_MODES)
+        >>> check_choice("clip_mode", "norm", CLIP_MODES)
+        Traceback (most recent call last):
+        ...
+        ValueError: clip_mode='norm' is not supported; choose one of none, clipnorm, global_clipnorm, clipvalue
+    """
+    if value not in choices:
+        raise error(f"{name}={value!r} is not supported; choose one of {', '.join(choices)}")
