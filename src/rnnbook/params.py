@@ -112,6 +112,20 @@ def _import_keras():
     return keras
 
 
+def rnn_config(value: Any) -> None:
+    """``"<activation>-<initializer>"`` (a Keras activation; orthogonal, identity or
+    glorot_uniform), ``"gru"`` or ``"lstm"``: a configuration of the trained chapters."""
+    if isinstance(value, str) and value.strip().lower() in ("gru", "lstm"):
+        return
+    act, sep, init = value.strip().lower().partition("-") if isinstance(value, str) else ("", "", "")
+    if not sep or init not in RECURRENT_INITIALIZERS:
+        raise ValueError(
+            "must be '<activation>-<initializer>' with initializer orthogonal, identity or "
+            "glorot_uniform (e.g. relu-identity), or gru, or lstm"
+        )
+    keras_activation(act)
+
+
 # --------------------------------------------------------------------------
 # The registry
 # --------------------------------------------------------------------------
@@ -184,6 +198,9 @@ REGISTRY: dict[str, Param] = _registry(
     Param("input_scales", list[float], "factors multiplying the CNN features fed to the RNN (1: as they are)", positive),
     Param("n_probe", int, "held-out sequences the state and gradient measurements run on", positive),
     Param("train_gains", list[float], "recurrent gains of the configurations trained briefly", positive),
+    Param("rnn_configs", list[str], "recurrent configurations trained and compared: activation-initializer, gru or lstm", rnn_config),
+    Param("lags", list[int], "recall task: time lags to sweep (frames between the digit and the answer; T = lag + 1)", positive),
+    Param("widths", list[int], "numbers of hidden units of the width sweep", positive),
     # training
     Param("learning_rate", float, "optimizer learning rate", positive),
     Param("epochs", int, "training epochs per run", positive),
@@ -191,6 +208,11 @@ REGISTRY: dict[str, Param] = _registry(
     Param("clip_mode", str, "gradient clipping mode", clip_mode),
     Param("clip_modes", list[str], "gradient clipping modes to compare", clip_mode),
     Param("clip_value", float, "clipping threshold (norm or value)", positive),
+    Param("learning_rates", list[float], "SGD learning rates of the stability sweep", positive),
+    Param("stability_epochs", int, "training epochs per run of the learning-rate and width sweeps", positive),
+    Param("width_learning_rate", float, "Adam learning rate of the width sweep", positive),
+    Param("sgd_learning_rate", float, "SGD learning rate of the clipping chapter's exploding setting (ReLU + identity)", positive),
+    Param("clip_multiples", list[float], "global_clipnorm thresholds as multiples of the median initial gradient norm", positive),
     # repetition
     Param("seed", int, "random seed", non_negative),
     Param("seeds", list[int], "random seeds, one run each", non_negative),
