@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 import time
 from dataclasses import dataclass
@@ -33,6 +34,25 @@ def chapter(title: str, parameters: str, body: str) -> str:
         + f"\n# {title}\n\n```{{code-cell}} ipython3\n:tags: [parameters]\n\n{textwrap.dedent(parameters).strip()}\n```\n"
         + f"\nSome prose.\n\n```{{code-cell}} ipython3\n{textwrap.dedent(body).strip()}\n```\n"
     )
+
+
+def glued(nb) -> dict[str, dict]:
+    """Every value a notebook glued (myst-nb's scrapbook outputs): key -> mime bundle."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            sc = o.get("metadata", {}).get("scrapbook")
+            if sc:
+                out[sc["name"]] = o.get("data", {})
+    return out
+
+
+def referenced(nb) -> set[str]:
+    """Every glue key the notebook's prose pastes (roles and directives)."""
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    keys = set(re.findall(r"\{glue(?::text|:md|:figure|)?\}`([^`:]+)", text))
+    keys |= set(re.findall(r"```\{glue:(?:figure|md)\}\s+(\S+)", text))
+    return keys
 
 
 @pytest.fixture

@@ -7,15 +7,13 @@ non-empty (not what the values are).
 """
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, glued, referenced
 from rnnbook import build, dynamics, models
 
 ANCHORS = {
@@ -106,23 +104,6 @@ def test_figures_draw(probe):
 
 
 # ------------------------------------------------------------------ the chapters, executed (quick)
-def _glued(nb) -> dict[str, dict]:
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            sc = o.get("metadata", {}).get("scrapbook")
-            if sc:
-                out[sc["name"]] = o.get("data", {})
-    return out
-
-
-def _referenced(nb) -> set[str]:
-    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    keys = set(re.findall(r"\{glue(?::text|:md|:figure|)?\}`([^`:]+)", text))
-    keys |= set(re.findall(r"```\{glue:figure\}\s+(\S+)", text))
-    return keys
-
-
 @pytest.fixture(scope="module")
 def executed(quick_book):
     """The two chapters as the session's quick build executed them."""
@@ -136,15 +117,15 @@ def executed(quick_book):
 @pytest.mark.parametrize("docname", sorted(ANCHORS))
 def test_chapter_glues_its_figures_and_values(executed, docname):
     nb = executed[docname]
-    glued = _glued(nb)
+    glued = glued(nb)
     for anchor in ANCHORS[docname]:
         data = glued.get(anchor)
         assert data, f"{docname}: {anchor} is not glued"
         assert any(k.endswith(("image/png", "text/html")) and v for k, v in data.items()), \
             f"{docname}: {anchor} has no figure or table"
-    missing = _referenced(nb) - set(glued)
+    missing = referenced(nb) - set(glued)
     assert not missing, f"{docname}: the prose refers to values never glued: {sorted(missing)}"
-    for key in _referenced(nb):
+    for key in referenced(nb):
         text = "".join(str(v) for k, v in glued[key].items() if k.endswith(("text/plain", "text/markdown")))
         assert text.strip() and text.strip() not in ("nan", "''"), f"{docname}: {key} is empty ({text!r})"
     assert sum(1 for c in nb.cells if "parameters" in c.metadata.get("tags", [])) == 1

@@ -13,7 +13,6 @@ import dataclasses
 import html
 import math
 import re
-from pathlib import Path
 
 import matplotlib
 
@@ -26,7 +25,7 @@ import pytest  # noqa: E402
 import rnnbook  # noqa: E402,F401  (quiets TensorFlow first)
 from rnnbook import build, experiments as ex, params, sweeps  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, glued, referenced
 CHAPTERS = ("chapters/relu", "chapters/clipping", "chapters/recommendations")
 ANCHORS = {
     "chapters/relu": ["fig-accuracy-vs-lag", "fig-count-task", "fig-lr-stability", "fig-width",
@@ -224,23 +223,6 @@ def test_evidence_advice_and_claims(monkeypatch):
 
 
 # ------------------------------------------------------------------ the chapters, executed (quick)
-def _glued(nb) -> dict[str, dict]:
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            sc = o.get("metadata", {}).get("scrapbook")
-            if sc:
-                out[sc["name"]] = o.get("data", {})
-    return out
-
-
-def _referenced(nb) -> set[str]:
-    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    keys = set(re.findall(r"\{glue(?::text|:md|:figure|)?\}`([^`:]+)", text))
-    keys |= set(re.findall(r"```\{glue:(?:figure|md)\}\s+(\S+)", text))
-    return keys
-
-
 @pytest.fixture(scope="module")
 def executed(quick_book):
     assert quick_book.code == 0, quick_book.output
@@ -253,13 +235,13 @@ def executed(quick_book):
 @pytest.mark.parametrize("docname", CHAPTERS)
 def test_chapter_glues_its_figures_and_values(executed, docname):
     nb = executed[docname]
-    glued = _glued(nb)
+    glued = glued(nb)
     for anchor in ANCHORS[docname]:
         data = glued.get(anchor)
         assert data, f"{docname}: {anchor} is not glued"
         assert any(k.endswith(("image/png", "text/html")) and v for k, v in data.items()), \
             f"{docname}: {anchor} has no figure or table"
-    referenced = _referenced(nb)
+    referenced = referenced(nb)
     missing = referenced - set(glued)
     assert not missing, f"{docname}: the prose refers to values never glued: {sorted(missing)}"
     for key in referenced:
@@ -286,11 +268,11 @@ def test_every_run_of_the_relu_chapter_is_counted(executed, quick_book):
     d = {**params.declared_parameters(ROOT / "chapters/relu.md"), **p}
     expected = len(d["seeds"]) * (len(d["rnn_configs"]) * (len(d["lags"]) + 1) + 4 * len(d["learning_rates"])
                                   + 2 * len(d["widths"]))
-    glued = _glued(executed["chapters/relu"])
+    glued = glued(executed["chapters/relu"])
     assert _number(glued, "n_runs_total") == expected
     table = next(v for k, v in glued["tbl-relu-summary"].items() if k.endswith("text/html"))
     assert "diverged runs" in table and "/" in table
-    reco = _glued(executed["chapters/recommendations"])
+    reco = glued(executed["chapters/recommendations"])
     diverged = next(v for k, v in reco["adam_div"].items() if k.endswith("text/plain"))
     assert re.fullmatch(r"'\d+ of \d+'", diverged)
 

@@ -28,8 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-CLIP_MODES = ("none", "clipnorm", "global_clipnorm", "clipvalue")
-TASKS = ("recall", "count")
+from rnnbook.choices import CLIP_MODES, RECURRENT_INITIALIZERS, TASKS
 
 
 class ParamError(ValueError):
@@ -69,7 +68,6 @@ def at_least(lo: float) -> Check:
 
 
 clip_mode = one_of(*CLIP_MODES)
-RECURRENT_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform")  # as rnnbook.models
 recurrent_init = one_of(*RECURRENT_INITIALIZERS)
 
 
