@@ -55,6 +55,26 @@ def referenced(nb) -> set[str]:
     return keys
 
 
+def assert_chapter_glue(nb, docname: str, anchors, forbid=("''", '""')) -> dict[str, dict]:
+    """Each anchor is a glued figure or table, and every key the prose pastes was glued with a
+    non-empty value (none of ``forbid``); returns the glued values."""
+    values = glued(nb)
+    for anchor in anchors:
+        data = values.get(anchor)
+        assert data, f"{docname}: {anchor} is not glued"
+        assert any(k.endswith(("image/png", "text/html")) and v for k, v in data.items()), \
+            f"{docname}: {anchor} has no figure or table"
+    keys = referenced(nb)
+    missing = keys - set(values)
+    assert not missing, f"{docname}: the prose refers to values never glued: {sorted(missing)}"
+    for key in keys:
+        text = "".join(str(v) for k, v in values[key].items()
+                       if k.endswith(("text/plain", "text/markdown", "text/html", "image/png")))
+        assert text.strip() and text.strip() not in forbid, f"{docname}: {key} is empty ({text[:40]!r})"
+    assert sum(1 for c in nb.cells if "parameters" in c.metadata.get("tags", [])) == 1
+    return values
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT

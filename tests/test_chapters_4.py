@@ -9,11 +9,10 @@ from __future__ import annotations
 
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from conftest import ROOT, glued, referenced
+from conftest import ROOT, assert_chapter_glue, referenced
 from rnnbook import build, dynamics, models
 
 ANCHORS = {
@@ -116,16 +115,8 @@ def executed(quick_book):
 @pytest.mark.slow
 @pytest.mark.parametrize("docname", sorted(ANCHORS))
 def test_chapter_glues_its_figures_and_values(executed, docname):
-    nb = executed[docname]
-    glued = glued(nb)
-    for anchor in ANCHORS[docname]:
-        data = glued.get(anchor)
-        assert data, f"{docname}: {anchor} is not glued"
-        assert any(k.endswith(("image/png", "text/html")) and v for k, v in data.items()), \
-            f"{docname}: {anchor} has no figure or table"
-    missing = referenced(nb) - set(glued)
-    assert not missing, f"{docname}: the prose refers to values never glued: {sorted(missing)}"
-    for key in referenced(nb):
-        text = "".join(str(v) for k, v in glued[key].items() if k.endswith(("text/plain", "text/markdown")))
-        assert text.strip() and text.strip() not in ("nan", "''"), f"{docname}: {key} is empty ({text!r})"
-    assert sum(1 for c in nb.cells if "parameters" in c.metadata.get("tags", [])) == 1
+    values = assert_chapter_glue(executed[docname], docname, ANCHORS[docname], forbid=("nan", "''"))
+    # a plain number glued for the prose is a real number
+    for key in referenced(executed[docname]):
+        plain = values[key].get("text/plain", "")
+        assert plain.strip() != "nan", f"{docname}: {key} is NaN"

@@ -25,7 +25,7 @@ import pytest  # noqa: E402
 import rnnbook  # noqa: E402,F401  (quiets TensorFlow first)
 from rnnbook import build, experiments as ex, params, sweeps  # noqa: E402
 
-from conftest import ROOT, glued, referenced
+from conftest import ROOT, assert_chapter_glue, glued
 CHAPTERS = ("chapters/relu", "chapters/clipping", "chapters/recommendations")
 ANCHORS = {
     "chapters/relu": ["fig-accuracy-vs-lag", "fig-count-task", "fig-lr-stability", "fig-width",
@@ -234,27 +234,14 @@ def executed(quick_book):
 @pytest.mark.slow
 @pytest.mark.parametrize("docname", CHAPTERS)
 def test_chapter_glues_its_figures_and_values(executed, docname):
-    nb = executed[docname]
-    glued = glued(nb)
-    for anchor in ANCHORS[docname]:
-        data = glued.get(anchor)
-        assert data, f"{docname}: {anchor} is not glued"
-        assert any(k.endswith(("image/png", "text/html")) and v for k, v in data.items()), \
-            f"{docname}: {anchor} has no figure or table"
-    referenced = referenced(nb)
-    missing = referenced - set(glued)
-    assert not missing, f"{docname}: the prose refers to values never glued: {sorted(missing)}"
-    for key in referenced:
-        text = "".join(str(v) for k, v in glued[key].items() if k.endswith(("text/plain", "text/markdown",
-                                                                            "text/html", "image/png")))
-        assert text.strip() and text.strip() not in ("''", '""'), f"{docname}: {key} is empty"
+    assert_chapter_glue(executed[docname], docname, ANCHORS[docname])
     source = (ROOT / f"{docname}.md").read_text()
     for anchor in ANCHORS[docname]:
         assert re.search(rf":name: {re.escape(anchor)}\n", source), f"{docname}: no anchor {anchor}"
 
 
-def _number(glued, key):
-    data = glued[key]
+def _number(values, key):
+    data = values[key]
     text = next(v for k, v in data.items() if k.endswith("text/plain"))
     return float(text.strip("'"))
 
@@ -268,9 +255,9 @@ def test_every_run_of_the_relu_chapter_is_counted(executed, quick_book):
     d = {**params.declared_parameters(ROOT / "chapters/relu.md"), **p}
     expected = len(d["seeds"]) * (len(d["rnn_configs"]) * (len(d["lags"]) + 1) + 4 * len(d["learning_rates"])
                                   + 2 * len(d["widths"]))
-    glued = glued(executed["chapters/relu"])
-    assert _number(glued, "n_runs_total") == expected
-    table = next(v for k, v in glued["tbl-relu-summary"].items() if k.endswith("text/html"))
+    relu = glued(executed["chapters/relu"])
+    assert _number(relu, "n_runs_total") == expected
+    table = next(v for k, v in relu["tbl-relu-summary"].items() if k.endswith("text/html"))
     assert "diverged runs" in table and "/" in table
     reco = glued(executed["chapters/recommendations"])
     diverged = next(v for k, v in reco["adam_div"].items() if k.endswith("text/plain"))
