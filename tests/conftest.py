@@ -122,6 +122,15 @@ class QuickBook:
         """The HTML of one page, e.g. ``page("chapters/relu")``."""
         return (self.html_dir / f"{docname}.html").read_text()
 
+    def notebooks(self, docnames) -> dict:
+        """The executed notebooks of ``docnames``; fails if the build failed or one is not in the book."""
+        from rnnbook import build
+
+        assert self.code == 0, self.output
+        missing = set(docnames) - {c.docname for c in build.find_chapters(self.root)}
+        assert not missing, f"chapters not in _toc.yml: {sorted(missing)}"
+        return {d: self.notebook(d) for d in docnames}
+
     def notebook(self, docname: str):
         """The executed notebook of one chapter (from the build's cache)."""
         import nbformat

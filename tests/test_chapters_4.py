@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from conftest import ROOT, assert_chapter_glue, referenced
-from rnnbook import build, dynamics, models
+from conftest import assert_chapter_glue, referenced
+from rnnbook import dynamics, models
 
 ANCHORS = {
     "chapters/why_tanh": ["tbl-defaults", "fig-activations", "fig-state-growth", "fig-state-sign",
@@ -105,11 +105,8 @@ def test_figures_draw(probe):
 # ------------------------------------------------------------------ the chapters, executed (quick)
 @pytest.fixture(scope="module")
 def executed(quick_book):
-    """The two chapters as the session's quick build executed them."""
-    assert quick_book.code == 0, quick_book.output
-    docnames = {c.docname for c in build.find_chapters(ROOT)}
-    assert set(ANCHORS) <= docnames, "both chapters must be in _toc.yml"
-    return {d: quick_book.notebook(d) for d in ANCHORS}
+    """The chapters as the session's quick build executed them."""
+    return quick_book.notebooks(ANCHORS)
 
 
 @pytest.mark.slow
