@@ -33,6 +33,9 @@ from rnnbook import clipping, data, diagnostics, models, runtime, training
 
 #: Activations drawn in the activation figure (plus any a chapter compares).
 CURVE_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear", "elu")
+#: A per-step gradient factor inside this band counts as "near the edge"; below it the
+#: gradient vanishes, above it it explodes.
+EDGE_BAND = (0.95, 1.05)
 
 _ACTIVATION_DISPLAY = {"relu": "ReLU", "elu": "ELU", "selu": "SELU", "gelu": "GELU"}
 
