@@ -124,7 +124,7 @@ class QuickBook:
 
     def notebooks(self, docnames) -> dict:
         """The executed notebooks of ``docnames``; fails if the build failed or one is not in the book."""
-        from rnnbook import build
+        from rnnbook.book import build
 
         assert self.code == 0, self.output
         missing = set(docnames) - {c.docname for c in build.find_chapters(self.root)}
@@ -135,12 +135,12 @@ class QuickBook:
         """The executed notebook of one chapter (from the build's cache)."""
         import nbformat
 
-        from rnnbook import build
+        from rnnbook.book import build
 
         chapters = build.find_chapters(self.root)
         resolved = build.resolve_parameters(self.root, chapters, "quick", (), [])
         job = next(j for j in build.plan(self.root, chapters, resolved) if j.chapter.docname == docname)
-        from rnnbook.chapter_cache import ChapterCache
+        from rnnbook.book.chapter_cache import ChapterCache
 
         return nbformat.read(ChapterCache(self.build_dir / "executed").get(docname, job.key), as_version=4)
 
@@ -149,9 +149,9 @@ class QuickBook:
 def quick_book(tmp_path_factory) -> QuickBook:
     """Build the real book with the ``quick`` preset (strict) once; every test that
     checks chapters reads this build instead of executing them again."""
-    from rnnbook import build
-    from rnnbook.build import Options
-    from rnnbook.chapter_cache import src_digest
+    from rnnbook.book import build
+    from rnnbook.book.build import Options
+    from rnnbook.book.chapter_cache import src_digest
 
     digest = src_digest()
     build_dir = tmp_path_factory.mktemp("quick") / "_build"

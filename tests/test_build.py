@@ -9,9 +9,9 @@ import time
 import nbformat
 import pytest
 
-from rnnbook import build, cli
-from rnnbook.build import ChapterFailed, Options
-from rnnbook.chapter_cache import ChapterCache, src_digest
+from rnnbook.book import build, cli
+from rnnbook.book.build import ChapterFailed, Options
+from rnnbook.book.chapter_cache import ChapterCache, src_digest
 
 
 def run(root, out=None, **kw):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from rnnbook import build, chapter_cache
-from rnnbook.chapter_cache import ChapterCache, cache_key, src_digest
+from rnnbook.book import build, chapter_cache
+from rnnbook.book.chapter_cache import ChapterCache, cache_key, src_digest
 
 BASE = dict(
     chapter_source=b"# chapter\n```{code-cell}\nseq_len = 20\n```\n",
@@ -74,7 +74,7 @@ def test_src_digest_changes_with_source_only(tmp_path):
 
 def test_src_digest_defaults_to_the_installed_package():
     assert src_digest() == src_digest(chapter_cache.package_dir())
-    assert (chapter_cache.package_dir() / "chapter_cache.py").exists()
+    assert (chapter_cache.package_dir() / "book" / "chapter_cache.py").exists()
 
 
 def test_pinned_packages_and_versions(tmp_path, repo_root):

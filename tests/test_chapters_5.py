@@ -23,7 +23,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import rnnbook  # noqa: E402,F401  (quiets TensorFlow first)
-from rnnbook import build, experiments as ex, params, sweeps  # noqa: E402
+from rnnbook import experiments as ex, sweeps
+from rnnbook.book import build, params  # noqa: E402
 
 from conftest import ROOT, assert_chapter_glue, glued
 CHAPTERS = ("chapters/relu", "chapters/clipping", "chapters/recommendations")

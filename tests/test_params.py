@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rnnbook import build, cli, params
-from rnnbook.params import ParamError, Param, REGISTRY
+from rnnbook.book import build, cli, params
+from rnnbook.book.params import ParamError, Param, REGISTRY
 
 
 # ---------------------------------------------------------------- parsing

@@ -1,7 +1,7 @@
 """The README is what a rebuilder reads first: its commands and parameter list must be true."""
 import re
 
-from rnnbook import build
+from rnnbook.book import build
 
 from conftest import ROOT
 

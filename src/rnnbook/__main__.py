@@ -1,6 +1,6 @@
 """``python -m rnnbook build ...``"""
 import sys
 
-from rnnbook.cli import main
+from rnnbook.book.cli import main
 
 sys.exit(main())

@@ -40,8 +40,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     from rnnbook import repo_root
-    from rnnbook.build import BuildError, Options, build, list_params
-    from rnnbook.params import ParamError
+    from rnnbook.book.build import BuildError, Options, build, list_params
+    from rnnbook.book.params import ParamError
 
     root = (args.root or repo_root()).resolve()
     if not (root / "_toc.yml").exists():

@@ -2,7 +2,7 @@
 
 A chapter's last cell (tagged ``remove-input``) calls::
 
-    from rnnbook import provenance
+    from rnnbook.book import provenance
     provenance.block(globals())
 
 which displays a Markdown admonition titled "Provenance" (class
@@ -86,7 +86,7 @@ def _fmt(value: Any) -> str:
 
 def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """Every registered book parameter that is defined in ``namespace``."""
-    from rnnbook.params import REGISTRY
+    from rnnbook.book.params import REGISTRY
 
     return {name: namespace[name] for name in REGISTRY if name in namespace}
 

@@ -2,7 +2,7 @@
 
 Example (a chapter's first hidden cell)::
 
-    from rnnbook.pages import glue_md, setup
+    from rnnbook.book.pages import glue_md, setup
     setup()
 """
 from __future__ import annotations

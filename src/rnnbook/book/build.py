@@ -4,7 +4,7 @@
    chapter, every other file a static page.
 2. Resolve and validate parameters (preset < ``-f`` files < ``-p``) before
    anything runs.
-3. For each chapter compute its cache key (:mod:`rnnbook.chapter_cache`); run it
+3. For each chapter compute its cache key (:mod:`rnnbook.book.chapter_cache`); run it
    with papermill only when the key is new (or ``--force``).
 4. Assemble ``_build/src``: the book's files with each chapter replaced by its
    executed notebook and ``execute_notebooks: 'off'``; rewrite only files whose
@@ -27,9 +27,9 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from rnnbook import chapter_cache, params
-from rnnbook.params import ParamError
-from rnnbook.provenance import OVERRIDES_ENV, PRESET_ENV
+from rnnbook.book import chapter_cache, params
+from rnnbook.book.params import ParamError
+from rnnbook.book.provenance import OVERRIDES_ENV, PRESET_ENV
 
 KERNEL = "python3"
 #: Directories of the repository that never go into the assembled book source.
@@ -119,7 +119,7 @@ def find_chapters(root: Path) -> list[Chapter]:
     """The notebook chapters of the book with their declared parameters.
 
     Raises ParamError when a chapter does not have exactly one parameters cell
-    or declares a parameter that is not in :data:`rnnbook.params.REGISTRY`.
+    or declares a parameter that is not in :data:`rnnbook.book.params.REGISTRY`.
     """
     chapters = []
     for docname in toc_docnames(root):

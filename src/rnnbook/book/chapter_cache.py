@@ -5,12 +5,15 @@ The key of one chapter hashes:
 * the chapter's source file (bytes),
 * the parameters it receives (only the ones it declares) and the preset label
   and environment the build passes to its kernel,
-* the source of the ``rnnbook`` package (every file under ``src/rnnbook``),
+* the source of every ``rnnbook`` module a chapter can import: the science, the chapter
+  modules (``experiments/``), ``book/pages.py`` and ``book/provenance.py``; not the build
+  command, its cache or its parameter parsing (:data:`BUILD_ONLY`), which cannot change a
+  number on a page,
 * the Python version and the installed versions of the pinned packages
   (the names in ``requirements.txt``).
 
 Nothing else: not the git commit, not other chapters, not files outside
-``src/rnnbook``.  An executed notebook is stored as
+``src/rnnbook``, not :data:`BUILD_ONLY`.  An executed notebook is stored as
 ``<cache>/<chapter>-<key>.ipynb`` next to a ``.json`` with its run time;
 entries are never deleted by a build, so switching presets back and forth
 re-executes nothing.
@@ -36,13 +39,22 @@ DEFAULT_PACKAGES = (
 KEY_VERSION = 1  # bump to invalidate every cached chapter
 
 
+#: Files of the package (relative to it) that only the build command runs: no chapter imports
+#: them, so editing them re-executes no chapter.
+BUILD_ONLY = frozenset({
+    "__main__.py", "bench.py",
+    "book/__init__.py", "book/build.py", "book/cli.py", "book/chapter_cache.py", "book/params.py",
+})
+
+
 def package_dir() -> Path:
     """The directory of the imported ``rnnbook`` package (``src/rnnbook``)."""
-    return Path(__file__).resolve().parent
+    return Path(__file__).resolve().parents[1]
 
 
 def src_digest(directory: str | Path | None = None) -> str:
-    """Hash of every source file under ``directory`` (default: the rnnbook package).
+    """Hash of every source file under ``directory`` (default: the rnnbook package) that a
+    chapter can import, i.e. all but :data:`BUILD_ONLY`.
 
     Byte-compiled files and caches are ignored; file names are part of the hash.
     """
@@ -51,6 +63,7 @@ def src_digest(directory: str | Path | None = None) -> str:
     files = sorted(
         p for p in directory.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}
+        and p.relative_to(directory).as_posix() not in BUILD_ONLY
     )
     for p in files:
         h.update(p.relative_to(directory).as_posix().encode() + b"\0")
