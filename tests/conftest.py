@@ -1,6 +1,7 @@
 """Shared fixtures: the repository root and a tiny throw-away book."""
 from __future__ import annotations
 
+import html
 import io
 import re
 import textwrap
@@ -55,24 +56,110 @@ def referenced(nb) -> set[str]:
     return keys
 
 
+#: The mime type each kind of glued value is read from, in this order: glue_md values carry
+#: text/markdown, figures image/png, tables text/html, numbers and strings only text/plain.
+GLUE_MIMES = ("text/markdown", "image/png", "text/html", "text/plain")
+
+# An interval such as (0, +inf) or (-inf, +inf) is notation, not an undefined number.
+_INTERVAL = re.compile(r"[(\[]\s*(?:[-+]?\d+(?:\.\d+)?|[-+]inf)\s*,\s*(?:[-+]?\d+(?:\.\d+)?|[-+]inf)\s*[)\]]")
+# nan / inf as Python, NumPy and pandas print them, as a token: "(nan).", "nan%", "-inf"
+_NON_FINITE = re.compile(r"(?<![A-Za-z0-9_\\])[-+]?(?:nan|inf|infinity)(?![A-Za-z0-9_])")
+_NON_FINITE_ANY_CASE = re.compile(_NON_FINITE.pattern, re.I)
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def non_finite_in_text(text: str) -> list[str]:
+    """The printed NaN/Inf numbers in pasted text: lowercase tokens anywhere (how Python prints
+    them), or a value that is nothing but NaN/Inf in any case; words like "NaN loss" in prose pass."""
+    text = _INTERVAL.sub(" ", text)
+    found = _NON_FINITE.findall(text)
+    whole = text.strip().strip("'\"").strip()
+    if _NON_FINITE_ANY_CASE.fullmatch(whole) and not found:
+        found.append(whole)
+    return found
+
+
+def non_finite_cells(table_html: str) -> list[str]:
+    """Table cells that show an undefined number: a NaN/Inf (any case, as pandas prints it) in a
+    cell without other words (a label such as "one element is Inf" passes)."""
+    bad = []
+    for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", table_html, flags=re.S | re.I):
+        text = _INTERVAL.sub(" ", html.unescape(re.sub(r"<[^>]+>", " ", cell)))
+        if _NON_FINITE_ANY_CASE.search(text) and not _WORD.findall(_NON_FINITE_ANY_CASE.sub(" ", text)):
+            bad.append(text.strip())
+    return bad
+
+
+def glued_value(data: dict) -> tuple[str, str]:
+    """``(mime, value)``: a glued value read from its own mime type (see :data:`GLUE_MIMES`)."""
+    for mime in GLUE_MIMES:
+        for k, v in data.items():
+            if k.endswith(mime):
+                return mime, "".join(v) if isinstance(v, list) else str(v)
+    return "", ""
+
+
+def glue_problem(data: dict, forbid=()) -> str | None:
+    """Why a glued value would paste as nothing or as an undefined number; None if it is fine."""
+    mime, value = glued_value(data)
+    if not mime:
+        return f"no {', '.join(GLUE_MIMES)} output"
+    if mime == "image/png":
+        return None if len(value.strip()) > 100 else "an empty image"
+    if mime == "text/html":
+        visible = html.unescape(re.sub(r"<[^>]+>", " ", value)).strip()
+        if not visible:
+            return "an empty table"
+        cells = non_finite_cells(value)
+        return f"table cells {cells[:5]} are NaN/Inf" if cells else None
+    shown = re.sub(r"[\s*_`#>|~-]+", "", value) if mime == "text/markdown" else value.strip().strip("'\"")
+    if not shown.strip() or value.strip() in forbid or shown in ("None",):
+        return f"renders nothing ({mime} {value[:40]!r})"
+    bad = non_finite_in_text(value)
+    return f"pastes {bad} ({mime} {value[:60]!r})" if bad else None
+
+
 def assert_chapter_glue(nb, docname: str, anchors, forbid=("''", '""')) -> dict[str, dict]:
     """Each anchor is a glued figure or table, and every key the prose pastes was glued with a
-    non-empty value (none of ``forbid``); returns the glued values."""
+    value that renders something and holds no NaN/Inf, read from its own mime type (none of
+    ``forbid`` either); returns the glued values."""
     values = glued(nb)
     for anchor in anchors:
         data = values.get(anchor)
         assert data, f"{docname}: {anchor} is not glued"
-        assert any(k.endswith(("image/png", "text/html")) and v for k, v in data.items()), \
-            f"{docname}: {anchor} has no figure or table"
+        assert glued_value(data)[0] in ("image/png", "text/html"), f"{docname}: {anchor} has no figure or table"
     keys = referenced(nb)
     missing = keys - set(values)
     assert not missing, f"{docname}: the prose refers to values never glued: {sorted(missing)}"
-    for key in keys:
-        text = "".join(str(v) for k, v in values[key].items()
-                       if k.endswith(("text/plain", "text/markdown", "text/html", "image/png")))
-        assert text.strip() and text.strip() not in forbid, f"{docname}: {key} is empty ({text[:40]!r})"
+    problems = {key: glue_problem(values[key], forbid) for key in sorted(keys | set(anchors))}
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, f"{docname}: glued values that paste badly: {problems}"
     assert sum(1 for c in nb.cells if "parameters" in c.metadata.get("tags", [])) == 1
     return values
+
+
+def _page_text(page: str) -> str:
+    body = page[page.find("<main"): page.find("</main>")]
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+
+def page_problems(page: str) -> list[str]:
+    """What is wrong with the values a built HTML page shows, as myst-nb 1.4.0 writes them:
+    {glue:text} values are ``<span class="pasted-text">``, glued tables sit in
+    ``<div class="output text_html">``, {glue:md} and {glue} values are pasted without a
+    wrapper (so the page's whole text is searched for printed NaN/Inf too)."""
+    problems = []
+    for value in re.findall(r'<span class="pasted-text">(.*?)</span>', page, flags=re.S):
+        text = html.unescape(re.sub(r"<[^>]+>", "", value))
+        if not text.strip():
+            problems.append("an empty {glue:text} value")
+        problems += [f"{{glue:text}} value {text!r} is NaN/Inf" for _ in non_finite_in_text(text)[:1]]
+    for table in re.findall(r"<table.*?</table>", page, flags=re.S):
+        problems += [f"table cell {c!r}" for c in non_finite_cells(table)]
+    text = _INTERVAL.sub(" ", _page_text(page))
+    for m in _NON_FINITE.finditer(text):
+        problems.append(f"printed NaN/Inf: ...{text[max(0, m.start() - 50): m.end() + 20]}...")
+    return problems
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import json
 import io
 import re
 import time
@@ -12,6 +13,8 @@ import pytest
 from rnnbook.book import build, cli
 from rnnbook.book.build import ChapterFailed, Options
 from rnnbook.book.chapter_cache import ChapterCache, src_digest
+
+from conftest import FRONT, assert_chapter_glue, glue_problem, glued, page_problems
 
 
 def run(root, out=None, **kw):
@@ -89,6 +92,135 @@ def test_parameters_reach_the_kernel(toy_book):
     assert "seq_len is 7" in outputs
 
 
+# ------------------------------------------------------------------ the glue checks, on myst-nb's own output
+GLUE_CHAPTER = FRONT + """
+# Glue
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+seed = 0
+```
+
+```{code-cell} ipython3
+:tags: [remove-cell]
+
+import numpy as np, pandas as pd
+from IPython.display import Markdown
+from myst_nb import glue
+
+glue("good", 0.25, display=False)
+glue("bad", float(np.mean([])) if seed == 0 else 0.5, display=False)
+glue("blank", Markdown(""), display=False)
+glue("words", Markdown("a **NaN** loss, in words"), display=False)
+glue("tbl-bad", pd.DataFrame({"gradient": ["one element is Inf", "finite"], "norm": [np.inf, 1.0],
+                              "range": ["(0, +inf)", "(-1, 1)"]}), display=False)
+```
+
+Good {glue:text}`good`, bad ({glue:text}`bad`). Blank {glue:md}`blank`. In words: {glue:md}`words`.
+
+```{glue:figure} tbl-bad
+:name: tbl-bad
+
+A table.
+```
+"""
+
+
+@pytest.mark.slow
+def test_glue_checks_catch_empty_and_non_finite_values(toy_book):
+    """A chapter pasting a NaN, an empty {glue:md} and a table with an Inf cell, built by myst-nb:
+    the notebook and the page checks name each, and pass the legitimate words and intervals."""
+    (toy_book / "chapters" / "boom.md").write_text(GLUE_CHAPTER)
+    code, out = run(toy_book)
+    assert code == 0, out
+    (executed,) = (toy_book / "_build" / "executed").glob("chapters__boom-*.ipynb")
+    nb = nbformat.read(executed, as_version=4)
+    with pytest.raises(AssertionError) as err:
+        assert_chapter_glue(nb, "chapters/boom", ["tbl-bad"])
+    assert "bad" in str(err.value)
+    values = glued(nb)
+    assert glue_problem(values["bad"]) == "pastes ['nan'] (text/plain 'nan')"
+    assert glue_problem(values["blank"]).startswith("renders nothing (text/markdown")
+    assert glue_problem(values["tbl-bad"]) == "table cells ['inf'] are NaN/Inf"
+    assert glue_problem(values["good"]) is None and glue_problem(values["words"]) is None
+
+    problems = page_problems((toy_book / "_build" / "html" / "chapters" / "boom.html").read_text())
+    assert "{glue:text} value 'nan' is NaN/Inf" in problems
+    assert "table cell 'inf'" in problems
+    printed = [p for p in problems if p.startswith("printed NaN/Inf")]
+    # the pasted nan and the table's inf; not "(0, +inf)", "one element is Inf" or "a NaN loss"
+    assert len(printed) == 2 and "bad ( nan )" in printed[0] and "Inf inf" in printed[1], printed
+    assert len(problems) == 4, problems
+    assert not page_problems((toy_book / "_build" / "html" / "chapters" / "ok.html").read_text())
+
+
+def _fix_boom(root, body="print('seq_len is', seq_len)"):
+    boom = root / "chapters" / "boom.md"
+    boom.write_text(boom.read_text().replace("raise ValueError(f'boom at {seq_len}')", body))
+
+
+def test_only_executes_the_selected_chapters(toy_book, capsys):
+    code, out = run(toy_book, html=False, only=["ok"])  # boom would raise: it is not run
+    assert code == 0
+    assert re.search(r"chapters/ok\s+[\d.]+ s\s+executed", out)
+    assert re.search(r"chapters/boom\s+-\s+not selected: placeholder", out)
+    placeholder = build.placeholder_notebook(build.find_chapters(toy_book)[1])
+    assert placeholder.cells[0].source.startswith("# Boom\n") and "--only boom" in placeholder.cells[0].source
+    _fix_boom(toy_book)
+    code, out = run(toy_book, html=False, only=["chapters/boom"])
+    assert re.search(r"chapters/boom\s+[\d.]+ s\s+executed", out)
+    assert re.search(r"chapters/ok\s+-\s+not selected: cached notebook", out)
+    assert cli.main(["build", "--root", str(toy_book), "--no-html", "--only", "okk"]) == 2
+    err = capsys.readouterr().err
+    assert "--only: no chapter 'okk'" in err and "did you mean 'ok'" in err and "the chapters are ok, boom" in err
+
+
+def test_the_executor_reaches_the_kernels_but_not_the_cache_key(toy_book, capsys):
+    _fix_boom(toy_book, "import os; print('executor', os.environ['RNNBOOK_EXECUTOR'], "
+                        "os.environ['RNNBOOK_RAY_ADDRESS'], os.environ['RNNBOOK_RAY_CPUS_PER_RUN'])")
+    code, out = run(toy_book, html=False, executor="ray", ray_address="ray://head:10001", ray_cpus_per_run=2)
+    assert code == 0 and "executor: ray, joining the cluster at ray://head:10001" in out
+    (executed,) = (toy_book / "_build" / "executed").glob("chapters__boom-*.ipynb")
+    nb = nbformat.read(executed, as_version=4)
+    outputs = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "executor ray ray://head:10001 2" in outputs
+    code, out = run(toy_book, html=False)  # the local executor gives the same numbers: nothing re-runs
+    assert " executed" not in out
+    assert cli.main(["build", "--root", str(toy_book), "--no-html", "--executor", "dask"]) == 2
+    assert "executor 'dask': choose one of local, ray" in capsys.readouterr().err
+
+
+def test_dry_run_lists_runs_cached_runs_and_the_estimate(toy_book, tmp_path, monkeypatch):
+    from rnnbook import sweeps
+    from rnnbook.training import TrainConfig
+
+    modules = tmp_path / "plans"
+    modules.mkdir()
+    (modules / "toyplan_ok.py").write_text(
+        "from rnnbook.training import TrainConfig\n\n"
+        "def plan(params):\n"
+        "    base = TrainConfig(seq_len=4, lag=1, n_train=64, n_val=16, n_test=16, epochs=2, batch_size=16)\n"
+        "    return [TrainConfig(**{**base.to_dict(), 'conv_filters': (16, 32), 'seed': params['seed'] + s})\n"
+        "            for s in range(3)] + [base]  # base (seed 0) twice when seed=0\n")
+    monkeypatch.syspath_prepend(str(modules))
+    monkeypatch.setattr(build, "PLAN_MODULE", "toyplan_{stem}")
+    monkeypatch.setattr(sweeps, "RUNS_DIR", tmp_path / "runs")
+    base = TrainConfig(seq_len=4, lag=1, n_train=64, n_val=16, n_test=16, epochs=2, batch_size=16)
+    record = {"config": base.to_dict(), "diverged": False, "wall_time": 36.0, "steps": {"loss": [1.0] * 8}}
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / f"{sweeps.run_key(base)}.json").write_text(json.dumps(record))
+    code, out = run(toy_book, dry_run=True)
+    assert code == 0
+    assert re.search(r"chapters/ok\s+3\s+1\s+0\.02\s+executed", out), out  # 3 distinct runs, 1 cached
+    assert re.search(r"chapters/boom\s+\?\s+\?\s+\?\s+executed \(grid unknown: no plan\(\)\)", out), out
+    # the cached run: 36 s for 8 updates x 16 sequences x 4 frames; two such runs to go: 72 s
+    assert "estimated 0.02 run-hours" in out and "grid unknown for chapters/boom" in out
+    assert not (toy_book / "_build" / "executed").exists(), "a dry run executed something"
+    code, out = run(toy_book, dry_run=True, only=["boom"])
+    assert re.search(r"chapters/ok\s+-\s+-\s+-\s+not selected", out)
+
+
 # ------------------------------------------------------------------ the whole book
 def _text(page: str) -> str:
     body = page[page.find("<main"): page.find("</main>")]
@@ -105,16 +237,14 @@ def test_quick_build_of_the_whole_book(repo_root, quick_book):
     chapters = build.find_chapters(repo_root)
     for docname in build.toc_docnames(repo_root):
         assert (html_dir / f"{docname}.html").exists(), f"no page for {docname}"
+        problems = page_problems((html_dir / f"{docname}.html").read_text())
+        assert not problems, f"{docname}: {problems[:8]}"
     for c in chapters:
         page = (html_dir / f"{c.docname}.html").read_text()
         assert re.search(r'<div class="[^"]*\bprovenance\b[^"]*"', page), f"{c.docname}: no provenance block"
         text = _text(page)
         assert "Preset: quick" in text
         assert "Git commit:" in text and "TensorFlow / Keras / NumPy:" in text and "Wall time:" in text
-        pasted = re.findall(r'<span class="pasted-text">(.*?)</span>', page, flags=re.S)
-        pasted += re.findall(r'<span class="pasted-inline">(.*?)</span>', page, flags=re.S)
-        for value in pasted:
-            assert re.sub(r"<[^>]+>", "", value).strip(), f"{c.docname}: an empty glued value"
         assert "Could not find" not in text
     # the first chapter's glued values and figure
     first = (html_dir / "chapters" / "task_and_model.html").read_text()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,6 @@ def key(**changes):
 
 
 def test_key_is_stable():
-    assert key() == key()
     # same values in another order, or spelled differently, give the same key
     assert key(params={"activations": ["tanh", "relu"], "learning_rate": 1e-3, "seq_len": 5}) == key()
     assert key(chapter_source=BASE["chapter_source"].decode()) == key()
@@ -72,9 +72,27 @@ def test_src_digest_changes_with_source_only(tmp_path):
     assert src_digest(pkg) != d2
 
 
-def test_src_digest_defaults_to_the_installed_package():
-    assert src_digest() == src_digest(chapter_cache.package_dir())
-    assert (chapter_cache.package_dir() / "book" / "chapter_cache.py").exists()
+def test_src_digest_is_the_documented_hash(tmp_path):
+    """Recomputed by hand: sha256 over (relative path, NUL, bytes, NUL) of each file, sorted."""
+    import hashlib
+
+    pkg = make_pkg(tmp_path)
+    expected = hashlib.sha256(b"__init__.py\0X = 1\n\0data.py\0def f():\n    return 1\n\0").hexdigest()
+    assert src_digest(pkg) == expected
+
+
+def test_src_digest_defaults_to_the_installed_package(tmp_path):
+    import shutil
+
+    import rnnbook
+
+    installed = Path(rnnbook.__file__).parent
+    assert chapter_cache.package_dir() == installed
+    copy = tmp_path / "rnnbook"
+    shutil.copytree(installed, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert src_digest() == src_digest(copy)  # the default reads the installed package's files
+    (copy / "data.py").write_text((copy / "data.py").read_text() + "# edited\n")
+    assert src_digest(copy) != src_digest()
 
 
 def test_pinned_packages_and_versions(tmp_path, repo_root):

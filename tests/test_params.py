@@ -75,11 +75,11 @@ def test_yaml_file_is_safe_loaded(tmp_path):
 def test_valid_values_are_normalised():
     out = params.validate({
         "seq_len": 20, "learning_rate": 1, "lag": None, "seeds": (0, 1),
-        "clip_modes": "none,clipnorm", "clip_mode": "global_clipnorm", "seq_lens": 50,
+        "clip_modes": "none,clipnorm", "lags": 50,
     })
     assert out == {
         "seq_len": 20, "learning_rate": 1.0, "lag": None, "seeds": [0, 1],
-        "clip_modes": ["none", "clipnorm"], "clip_mode": "global_clipnorm", "seq_lens": [50],
+        "clip_modes": ["none", "clipnorm"], "lags": [50],
     }
     assert isinstance(out["learning_rate"], float)
 
@@ -93,7 +93,7 @@ def test_unknown_name_suggests_closest():
 
 def test_registered_but_undeclared_name():
     with pytest.raises(ParamError, match="declared by no chapter"):
-        params.validate({"clip_mode": "none"}, declared={"chapters/x": ["seq_len"]})
+        params.validate({"clip_modes": ["none"]}, declared={"chapters/x": ["seq_len"]})
 
 
 @pytest.mark.parametrize("name, value, match", [
@@ -115,10 +115,9 @@ def test_wrong_type(name, value, match):
 @pytest.mark.parametrize("name, value, allowed", [
     ("seq_len", 0, "> 0"),
     ("seq_len", -5, "> 0"),
-    ("seq_lens", [20, 0], "> 0"),
+    ("widths", [20, 0], "> 0"),
     ("learning_rate", 0.0, "> 0"),
     ("learning_rate", -1e-3, "> 0"),
-    ("clip_mode", "clipglobal", "one of none, clipnorm, global_clipnorm, clipvalue"),
     ("clip_modes", ["none", "norm"], "one of none, clipnorm, global_clipnorm, clipvalue"),
     ("task", "copy", "one of recall, count"),
     ("lag", -1, ">= 0"),
@@ -218,3 +217,84 @@ def test_cli_rejects_bad_yaml_file(toy_book, tmp_path, capsys):
     f.write_text(yaml.safe_dump({"seq_len": -4}))
     assert cli.main(["build", "--root", str(toy_book), "-f", str(f)]) == 2
     assert f"parameter 'seq_len' (from {f})" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- rules every value and every chapter obey
+@pytest.mark.parametrize("name", sorted(n for n, p in REGISTRY.items() if p.type_name.startswith("list[")))
+def test_no_list_parameter_may_be_empty(name):
+    with pytest.raises(ParamError, match=rf"parameter '{name}'.*value \[\] is not allowed: must be non-empty"):
+        params.validate({name: []})
+
+
+@pytest.mark.parametrize("name, value, what", [
+    ("learning_rate", params.parse_value("1e999"), "value inf"),
+    ("learning_rate", float("nan"), "value nan"),
+    ("clip_value", float("-inf"), "value -inf"),
+    ("learning_rates", [0.1, float("inf")], "element inf"),
+    ("clip_multiples", [float("nan")], "element nan"),
+])
+def test_non_finite_numbers_are_refused(name, value, what):
+    with pytest.raises(ParamError, match=rf"parameter '{name}'.*{what} is not allowed: must be a finite number"):
+        params.validate({name: value})
+
+
+def test_lags_need_a_frame_between_digit_and_answer():
+    assert params.validate({"lags": [1, 25]})["lags"] == [1, 25]
+    with pytest.raises(ParamError, match=r"'lags'.*element 0 is not allowed: must be >= 1"):
+        params.validate({"lags": [0, 5]})
+
+
+def test_training_memory_estimate():
+    # 4 bytes x (8 x 64^2 + 16 x 32 x 10 x 64), counted by hand
+    assert params.training_memory(64, 32, 10) == 4 * (32768 + 327680)
+    assert params.training_memory(128, 32, 10) > params.training_memory(64, 32, 10)
+
+
+@pytest.mark.parametrize("values", [
+    {"task": "recall", "seq_len": 20, "lag": 0},
+    {"task": "recall", "seq_len": 20, "lag": 19},
+    {"task": "recall", "seq_len": 20, "lag": None},
+    {"task": "count", "seq_len": 5, "lag": 9},  # the count task ignores lag
+    {"units": 64, "batch_size": 64, "seq_len": 20, "widths": [64, 256], "lags": [2, 25]},
+])
+def test_check_chapter_accepts(values):
+    params.check_chapter(values, "ch", budget=2**30)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"task": "recall", "seq_len": 20, "lag": 20},
+     r"ch: parameter 'lag' value 20 is not allowed: must be between 0 and 19 \(the recall task needs lag < seq_len = 20\)"),
+    ({"seq_len": 5, "lag": 7}, r"between 0 and 4"),  # recall is the default task
+    ({"units": 10**8, "batch_size": 64, "seq_len": 20}, r"units=100000000 \(units\) x batch=64 \(batch_size\) x T=20"),
+    # the width sweep's largest width, the probe batch and the longest lag count
+    ({"units": 8, "widths": [8, 2**14], "n_probe": 256, "seq_len": 5, "lags": [2, 99]},
+     r"units=16384 \(max\(widths\)\) x batch=256 \(n_probe\) x T=100 \(max\(lags\) \+ 1\)"),
+])
+def test_check_chapter_refuses(values, message):
+    with pytest.raises(ParamError, match=message) as err:
+        params.check_chapter(values, "ch", budget=2**30)
+    if "units" in values:
+        assert "GiB" in str(err.value) and "lower units/widths" in str(err.value)
+
+
+def test_memory_budget_is_this_machines_memory():
+    import os
+
+    assert params.memory_budget() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") > 2**28
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seeds=[]", "parameter 'seeds' (from -p): value [] is not allowed: must be non-empty"),
+    ("lags=[]", "parameter 'lags' (from -p): value [] is not allowed: must be non-empty"),
+    ("widths=[]", "parameter 'widths' (from -p): value [] is not allowed: must be non-empty"),
+    ("learning_rate=1e999", "parameter 'learning_rate' (from -p): value inf is not allowed: must be a finite number"),
+    ("lag=20", "chapters/task_and_model: parameter 'lag' value 20 is not allowed: must be between 0 and 19"),
+    ("units=100000000", "chapters/task_and_model: units=100000000"),
+])
+def test_cli_refuses_bad_combinations_before_any_chapter_runs(repo_root, tmp_path, override, message, capsys):
+    build_dir = tmp_path / "_build"
+    code = cli.main(["build", "--root", str(repo_root), "--build-dir", str(build_dir), "--no-progress",
+                     "-p", override])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not build_dir.exists()  # nothing ran

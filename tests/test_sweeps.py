@@ -153,10 +153,142 @@ def test_run_key_follows_the_config(change):
     assert sweeps.run_key(dataclasses.replace(BASE, **change)) != sweeps.run_key(BASE)
 
 
-def test_run_key_follows_the_code(monkeypatch):
+def test_run_key_follows_the_installed_versions(monkeypatch):
     key = sweeps.run_key(BASE)
-    monkeypatch.setattr(sweeps, "code_version", lambda: "edited")
+    real = sweeps.installed_version
+    tf_dist = next(d for d in sweeps.dependencies()[1] if d.startswith("tensorflow"))
+    monkeypatch.setattr(sweeps, "installed_version", lambda d: "99.0" if d == tf_dist else real(d))
     assert sweeps.run_key(BASE) != key
+    monkeypatch.setattr(sweeps, "installed_version", lambda d: "2.0" if d == "numpy" else real(d))
+    assert sweeps.run_key(BASE) != key
+    monkeypatch.setattr(sweeps, "installed_version", lambda d: "0.1" if d == "seaborn" else real(d))
+    assert sweeps.run_key(BASE) == key, "a package no run imports changed the key"
+
+
+def _edited(module):
+    real = sweeps._source
+    return lambda m: real(m) + b"\n# edited\n" if m == module else real(m)
+
+
+@pytest.mark.parametrize("module", ["rnnbook.recurrence", "rnnbook.training", "rnnbook.choices", "rnnbook"])
+def test_run_key_follows_the_source_of_what_a_run_imports(module, monkeypatch):
+    key = sweeps.run_key(BASE)
+    monkeypatch.setattr(sweeps, "_source", _edited(module))
+    assert sweeps.run_key(BASE) != key
+
+
+def test_run_key_ignores_modules_runs_do_not_import(monkeypatch):
+    key = sweeps.run_key(BASE)
+    for module in ("rnnbook.plots", "rnnbook.pascanu", "rnnbook.sweeps"):
+        monkeypatch.setattr(sweeps, "_source", _edited(module))
+        assert sweeps.run_key(BASE) == key, module
+
+
+def test_dependencies_of_a_run_come_from_its_imports():
+    modules, distributions = sweeps.dependencies()
+    for name in ("recurrence", "training", "models", "data", "clipping", "runtime", "choices"):
+        assert f"rnnbook.{name}" in modules
+    assert "rnnbook.plots" not in modules and "rnnbook.sweeps" not in modules
+    assert {"keras", "numpy"} <= set(distributions)
+    assert any(d.startswith("tensorflow") for d in distributions)
+
+
+@pytest.fixture
+def toy_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "rnnbook"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "import os\n",
+        "top.py": "from rnnbook import a\nimport rnnbook.sub.deep\n",
+        "a.py": "import numpy as np\n\ndef f():\n    from .b import thing  # lazy and relative\n    return thing\n",
+        "b.py": "from rnnbook.a import f\nthing = 1\n",
+        "unused.py": "import pandas\n",
+        "sub/__init__.py": "",
+        "sub/deep.py": "from .. import b\nimport yaml\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    monkeypatch.setattr(sweeps, "PACKAGE_DIR", pkg)
+    sweeps.dependencies.cache_clear()
+    yield pkg
+    sweeps.dependencies.cache_clear()
+
+
+def test_dependency_walk_follows_every_kind_of_import(toy_package):
+    modules, distributions = sweeps.dependencies("rnnbook.top")
+    assert modules == ("rnnbook", "rnnbook.a", "rnnbook.b", "rnnbook.sub", "rnnbook.sub.deep", "rnnbook.top")
+    assert set(distributions) == {"numpy", "PyYAML"}
+    with pytest.raises(ValueError, match="'rnnbook.nope' is not a module of the rnnbook package"):
+        sweeps.dependencies("rnnbook.nope")
+
+
+def test_cached_call_follows_the_code_of_the_measurement(tmp_path, monkeypatch):
+    calls = []
+
+    def measure(config):
+        calls.append(config)
+        return np.arange(3) * config.seed
+
+    measure.__module__ = "rnnbook.pascanu"  # as if defined there (a chapter module in the book)
+    first = sweeps.cached_call("norms", measure, BASE, tmp_path)
+    assert first == [0, 0, 0] and len(calls) == 1
+    assert sweeps.cached_call("norms", measure, BASE, tmp_path) == first and len(calls) == 1
+    assert sweeps.cached_call("norms", measure, dataclasses.replace(BASE, seed=2), tmp_path) == [0, 2, 4]
+    assert len(calls) == 2
+    (path,) = [p for p in tmp_path.iterdir() if json.loads(p.read_text())["config"]["seed"] == 0]
+    assert path.name.startswith("norms-")
+    monkeypatch.setattr(sweeps, "_source", _edited("rnnbook.pascanu"))
+    assert sweeps.cached_call("norms", measure, BASE, tmp_path) == first and len(calls) == 3
+    monkeypatch.setattr(sweeps, "_source", _edited("rnnbook.recurrence"))
+    sweeps.cached_call("norms", measure, BASE, tmp_path)
+    assert len(calls) == 4
+    assert sweeps.cached_call("norms", measure, BASE, None) == first and len(calls) == 5
+    with pytest.raises(ValueError, match="without slashes"):
+        sweeps.cached_call("a/b", measure, BASE, tmp_path)
+
+
+def test_failed_runs_are_rows_never_cache_entries(swept, tmp_path):
+    template = {k: v for k, v in swept[0]["record"].iloc[0].items() if k != "label"}
+    fake, calls = _fake_trainer(template)
+
+    def flaky(config):
+        if config.activation == "relu":
+            raise ValueError("bad luck")
+        return fake(config)
+
+    runs = sweeps.run_sweep(GRID, seeds=SEEDS, cache_dir=tmp_path, executor=sweeps.LocalExecutor(flaky))
+    assert list(runs["failed"]) == [False, False, True, True]
+    assert list(runs["error"][2:]) == ["ValueError: bad luck"] * 2
+    assert runs["test_acc"][2:].isna().all() and runs["max_abs_state"][2:].isna().all()
+    assert (runs["steps_run"][2:] == 0).all()
+    assert len(list(tmp_path.iterdir())) == 2 and len(calls) == 2
+    assert len(sweeps.steps_frame(runs)) == 2  # one step per finished run, none for the failed
+    runs = sweeps.run_sweep(GRID, seeds=SEEDS, cache_dir=tmp_path, executor=sweeps.LocalExecutor(fake))
+    assert not runs["failed"].any() and len(calls) == 4  # only the failed runs ran again
+
+
+def test_a_run_listed_twice_runs_once(swept, tmp_path):
+    template = {k: v for k, v in swept[0]["record"].iloc[0].items() if k != "label"}
+    fake, calls = _fake_trainer(template)
+    runs = sweeps.run_sweep([BASE, BASE], seeds=[0], cache_dir=tmp_path, labels=["a", "b"],
+                            executor=sweeps.LocalExecutor(fake))
+    assert list(runs["label"]) == ["a", "b"] and len(calls) == 1
+    assert runs["test_acc"].tolist() == [0.1, 0.1]
+
+
+def test_executor_from_the_environment():
+    assert isinstance(sweeps.executor_from_env({}), sweeps.LocalExecutor)
+    env = sweeps.executor_env("ray", "ray://head:10001", 2)
+    ex = sweeps.executor_from_env(env)
+    assert isinstance(ex, sweeps.RayExecutor) and ex.address == "ray://head:10001" and ex.cpus_per_run == 2
+    ex = sweeps.executor_from_env(sweeps.executor_env("ray"))
+    assert ex.address is None and ex.cpus_per_run == 1
+    with pytest.raises(sweeps.SweepError, match="RNNBOOK_EXECUTOR='dask': choose one of local, ray"):
+        sweeps.executor_from_env({sweeps.EXECUTOR_ENV: "dask"})
+    with pytest.raises(sweeps.SweepError, match="RNNBOOK_RAY_CPUS_PER_RUN='two' must be a positive number"):
+        sweeps.executor_from_env({sweeps.EXECUTOR_ENV: "ray", sweeps.RAY_CPUS_ENV: "two"})
+    with pytest.raises(sweeps.SweepError, match="cpus_per_run=0 must be a positive number"):
+        sweeps.executor_env("ray", None, 0)
 
 
 def test_accuracy_with_divergence_never_drops_runs():

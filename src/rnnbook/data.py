@@ -159,6 +159,46 @@ def _count_split(rng, n, seq_len, target_digit, max_count, digits):
     return index.astype(np.int32), labels.astype(np.int64)
 
 
+def draw_split(task: str, rng: np.random.Generator, n: int, seq_len: int, lag: int, digits: np.ndarray,
+               target_digit: int = 0, max_count: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` sequences of ``task`` as ``(index (n, T) int32, labels (n,) int64)`` into a bank whose
+    images show ``digits``: the one generator behind fixed sets and fresh streams."""
+    if task == "recall":
+        return _recall_split(rng, n, seq_len, lag, digits)
+    return _count_split(rng, n, seq_len, target_digit, max_count, digits)
+
+
+class SequenceStream:
+    """Fresh training sequences for every batch, drawn from the training split's image bank.
+
+    Sequences are index arrays into the bank, so a fresh batch costs nothing; the stream is
+    seeded, so batch ``k`` of seed ``s`` is the same on every rebuild. A model that sees fresh
+    sequences cannot memorise a fixed training set from its recent frames.
+
+    Example:
+        >>> task = make_task("recall", seq_len=6, lag=5, n_train=8, n_val=8, n_test=8, data_dir=None)
+        >>> stream = SequenceStream(task, seed=0)
+        >>> index, labels = stream.next(4)
+        >>> index.shape, bool((task.train.bank_digits[index[:, 0]] == labels).all())
+        ((4, 6), True)
+    """
+
+    def __init__(self, task: TaskData, seed: int):
+        p = task.manifest["parameters"]
+        if "task" not in p or task.train.bank_digits is None:
+            raise DataError("a fresh-sequence stream needs a generated digit task (make_task), "
+                            "not a reader's own .npz")
+        self.task, self.params = task, p
+        self.digits = task.train.bank_digits
+        self.rng = np.random.default_rng([int(seed), 99])
+
+    def next(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``batch_size`` fresh sequences: ``(index (B, T), labels (B,))``."""
+        p = self.params
+        return draw_split(p["task"], self.rng, int(batch_size), p["seq_len"], p.get("lag", 0), self.digits,
+                          p.get("target_digit", 0), p.get("max_count", 9))
+
+
 def check_task_args(task: str, seq_len: int, lag: int | None, n_train: int, n_val: int,
                     n_test: int, target_digit: int, max_count: int | None) -> None:
     """Raise :class:`DataError` naming the argument and what is allowed."""
@@ -212,11 +252,8 @@ def make_task(task: str = "recall", seq_len: int = 20, lag: int | None = None,
         sizes = {"train": n_train, "val": n_val, "test": n_test}
         for k, name in enumerate(SPLITS):
             rng = np.random.default_rng([int(seed), k])
-            d = digits[split[name]]
-            if task == "recall":
-                index, labels = _recall_split(rng, sizes[name], seq_len, lag, d)
-            else:
-                index, labels = _count_split(rng, sizes[name], seq_len, target_digit, max_count, d)
+            index, labels = draw_split(task, rng, sizes[name], seq_len, lag, digits[split[name]],
+                                       target_digit, max_count)
             arrays[f"{name}_index"], arrays[f"{name}_labels"] = index, labels
         if data_dir is not None:
             _save(data_dir, params, arrays)

@@ -205,13 +205,20 @@ def pascanu_bound(rnn) -> float:
     return recurrent_spectrum(rnn)["sigma_max"] * activation_gamma(_cell(rnn).activation)
 
 
-def _slopes(rnn, pre):
-    """``s'(a)`` element-wise (the activations are element-wise, so one gradient call)."""
-    activation = _cell(rnn).activation or (lambda a: a)
+def activation_slope(activation, pre_activation):
+    """``s'(a)`` element-wise, for any element-wise Keras activation (one gradient call), as a
+    tensor; None when the output does not depend on ``a`` through a gradient."""
     with tf.GradientTape() as tape:
-        tape.watch(pre)
-        out = activation(pre)
-    return tape.gradient(out, pre)
+        tape.watch(pre_activation)
+        out = activation(pre_activation)
+    return tape.gradient(out, pre_activation)
+
+
+def activation_slopes(rnn, pre) -> np.ndarray:
+    """``s'(a)`` of the layer's activation for the pre-activations ``pre`` (a tensor), as an
+    array in their dtype (ones for a linear cell)."""
+    grad = activation_slope(_cell(rnn).activation or (lambda a: a), pre)
+    return np.ones(pre.shape, pre.dtype.as_numpy_dtype) if grad is None else grad.numpy()
 
 
 def active_fraction(rnn, features) -> float:
@@ -230,7 +237,7 @@ def mean_slope(rnn, features) -> float:
     Equals :func:`active_fraction` for ReLU; for tanh it is the mean of ``1 - h^2``.
     """
     pre, _ = _unroll(rnn, features)
-    return float(tf.reduce_mean(tf.abs(tf.cast(_slopes(rnn, pre), tf.float64))))
+    return float(tf.reduce_mean(tf.abs(tf.cast(activation_slopes(rnn, pre), tf.float64))))
 
 
 def state_stats(rnn, features, slope_tol=1e-3) -> pd.DataFrame:
@@ -244,7 +251,7 @@ def state_stats(rnn, features, slope_tol=1e-3) -> pd.DataFrame:
     """
     pre, states = _unroll(rnn, features)
     h = states.numpy().astype(np.float64)
-    blocked = np.abs(_slopes(rnn, pre).numpy()) <= slope_tol
+    blocked = np.abs(activation_slopes(rnn, pre)) <= slope_tol
     return pd.DataFrame({
         "t": np.arange(h.shape[1]),
         "state_norm": np.linalg.norm(h, axis=-1).mean(axis=0),
@@ -259,7 +266,7 @@ def state_stats(rnn, features, slope_tol=1e-3) -> pd.DataFrame:
 def dead_unit_fraction(rnn, features, slope_tol=1e-3) -> float:
     """Share of units that pass no gradient for any example at any step (dead ReLU units)."""
     pre, _ = _unroll(rnn, features)
-    blocked = np.abs(_slopes(rnn, pre).numpy()) <= slope_tol
+    blocked = np.abs(activation_slopes(rnn, pre)) <= slope_tol
     return float(blocked.all(axis=(0, 1)).mean())
 
 

@@ -20,6 +20,8 @@ Example:
 """
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -28,6 +30,8 @@ from rnnbook import recurrence, runtime
 from rnnbook.choices import CELLS, RECURRENT_INITIALIZERS, check_choice
 
 FRAME_SHAPE = (8, 8, 1)
+#: The initial biases of every model build_model made (see reinitialize).
+_INITIAL_BIASES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 class ModelError(ValueError):
@@ -65,6 +69,21 @@ def recurrent_initializer(name: str = "orthogonal", gain: float = 1.0, seed: int
     check_choice("recurrent_initializer", name, RECURRENT_INITIALIZERS, ModelError)
 
 
+def conv_initializer(seed: int, layer: int):
+    """The kernel initializer of convolution ``layer`` (0-based) for ``seed``."""
+    return keras.initializers.HeUniform(seed=seed + 10 + layer)
+
+
+def input_initializer(seed: int):
+    """The recurrent layer's input-kernel initializer for ``seed``."""
+    return keras.initializers.GlorotUniform(seed=seed + 1)
+
+
+def head_initializer(seed: int):
+    """The output layer's kernel initializer for ``seed``."""
+    return keras.initializers.GlorotUniform(seed=seed + 3)
+
+
 def check_activation(name: str) -> str:
     """Return ``name`` if Keras knows the activation, else raise naming some valid ones."""
     try:
@@ -77,21 +96,28 @@ def check_activation(name: str) -> str:
     return name
 
 
-def build_encoder(conv_filters=(16, 32), frame_shape=FRAME_SHAPE, seed: int = 0) -> keras.Sequential:
+def build_encoder(conv_filters=(16, 32), frame_shape=FRAME_SHAPE, seed: int = 0,
+                  feature_scale: float = 1.0) -> keras.Sequential:
     """ReLU 3x3 convolutions at full resolution, then 2x2 max pooling and flatten.
 
     With the default ``(16, 32)`` on 8x8 digits this gives 4 x 4 x 32 = 512 features per frame.
+    ``feature_scale`` (the CNN-to-RNN interface) multiplies the features by a fixed number
+    before they enter the recurrent layer (a ``Rescaling`` layer, no weights; 1 adds none).
     """
+    if not (np.isfinite(feature_scale) and feature_scale > 0):
+        raise ModelError(f"feature_scale={feature_scale!r} must be a positive number")
     if len(conv_filters) < 1 or any(int(f) < 1 for f in conv_filters):
         raise ModelError(f"conv_filters={tuple(conv_filters)!r} must be one or more positive widths")
     encoder = keras.Sequential(name="encoder")
     encoder.add(keras.Input(frame_shape))
     for i, filters in enumerate(conv_filters):
         encoder.add(keras.layers.Conv2D(int(filters), 3, padding="same", activation="relu",
-                                        kernel_initializer=keras.initializers.HeUniform(seed=seed + 10 + i),
+                                        kernel_initializer=conv_initializer(seed, i),
                                         name=f"conv{i + 1}"))
     encoder.add(keras.layers.MaxPooling2D(2, name="pool"))
     encoder.add(keras.layers.Flatten(name="flatten"))
+    if feature_scale != 1.0:
+        encoder.add(keras.layers.Rescaling(float(feature_scale), name="feature_scale"))
     return encoder
 
 
@@ -108,7 +134,7 @@ def build_recurrent(cell: str = "simple_rnn", units: int = 64, activation: str =
     layer = {"simple_rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[cell]
     return layer(
         int(units), activation=activation, return_sequences=return_sequences,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1),
+        kernel_initializer=input_initializer(seed),
         recurrent_initializer=recurrent_initializer(recurrent_initializer_name, recurrent_gain, seed + 2),
         name=cell,
     )
@@ -142,11 +168,11 @@ class SequenceClassifier(keras.Model):
     def forward(self, features, training=False, fast=False):
         """``(logits, hidden states (B, T, U))`` from CNN features ``(B, T, F)``.
 
-        ``fast=True`` runs a ``SimpleRNN`` head through :mod:`rnnbook.recurrence`
-        (same weights, same math, hand-written BPTT); GRU and LSTM always use Keras.
+        ``fast=True`` runs the head through :mod:`rnnbook.recurrence` (same weights, same
+        math, hand-written BPTT) when it covers the layer (SimpleRNN, GRU, LSTM).
         """
-        if fast and isinstance(self.rnn, keras.layers.SimpleRNN):
-            states = recurrence.simple_rnn_states(self.rnn, features)
+        if fast and recurrence.is_fast(self.rnn):
+            states = recurrence.layer_states(self.rnn, features)
         else:
             states = self.rnn(features, training=training)
         return self.head(states[:, -1], training=training), states
@@ -154,21 +180,19 @@ class SequenceClassifier(keras.Model):
     def forward_indexed(self, index, bank, training=False, fast=True):
         """``(logits, hidden states (B, T, U))`` for frames given as ``index (B, T)`` into ``bank``.
 
-        With ``fast=True`` and a ``SimpleRNN`` head, the CNN *and* the input projection
-        ``x K + b`` run once per distinct image (``gather(f) K = gather(f K)``), so only
-        U numbers per frame are gathered, then the fast recurrence runs.
+        With ``fast=True`` the CNN *and* the input projection of every gate ``x K + b``
+        run once per distinct image (``gather(f) K = gather(f K)``), so only the
+        projections (gates x U numbers per frame) are gathered, then the fast recurrence runs.
         """
-        if not (fast and isinstance(self.rnn, keras.layers.SimpleRNN)):
+        if not (fast and recurrence.is_fast(self.rnn)):
             return self.forward(self.indexed_features(index, bank, training=training), training=training,
                                 fast=fast)
         shape = tf.shape(index)
         distinct, position = tf.unique(tf.reshape(tf.transpose(index), [-1]))  # time-major order
         cell = self.rnn.cell
-        projected = tf.matmul(self.encoder(tf.gather(bank, distinct), training=training), cell.kernel)
-        if cell.use_bias:
-            projected = projected + cell.bias
-        projected = tf.reshape(tf.gather(projected, position), [shape[1], shape[0], cell.units])
-        states = tf.transpose(recurrence.recur(projected, cell.recurrent_kernel, cell.activation), [1, 0, 2])
+        projected = recurrence.input_projection(cell, self.encoder(tf.gather(bank, distinct), training=training))
+        projected = tf.reshape(tf.gather(projected, position), [shape[1], shape[0], projected.shape[-1]])
+        states = tf.transpose(recurrence.cell_states(cell, projected), [1, 0, 2])
         return self.head(states[:, -1], training=training), states
 
     def call(self, frames, training=False):
@@ -192,7 +216,7 @@ class SequenceClassifier(keras.Model):
 def build_model(cell: str = "simple_rnn", units: int = 64, activation: str = "tanh",
                 recurrent_initializer: str = "orthogonal", recurrent_gain: float = 1.0,
                 conv_filters=(16, 32), num_classes: int = 10, seed: int = 0,
-                frame_shape=FRAME_SHAPE) -> SequenceClassifier:
+                frame_shape=FRAME_SHAPE, feature_scale: float = 1.0) -> SequenceClassifier:
     """Build (and initialise, deterministically for ``seed``) the CNN + recurrent classifier.
 
     Args:
@@ -204,15 +228,42 @@ def build_model(cell: str = "simple_rnn", units: int = 64, activation: str = "ta
         conv_filters: width of each convolution; its length is the CNN depth.
         num_classes: size of the output layer.
         seed: seeds every initializer.
+        feature_scale: fixed factor on the CNN features entering the recurrent layer.
     """
     runtime.configure()
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ModelError(f"num_classes={num_classes!r} must be an integer >= 2")
     keras.utils.set_random_seed(seed)
-    encoder = build_encoder(conv_filters, frame_shape, seed)
+    encoder = build_encoder(conv_filters, frame_shape, seed, feature_scale)
     rnn = build_recurrent(cell, units, activation, recurrent_initializer, recurrent_gain, seed)
-    head = keras.layers.Dense(int(num_classes), kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 3),
+    head = keras.layers.Dense(int(num_classes), kernel_initializer=head_initializer(seed),
                               name="head")
     model = SequenceClassifier(encoder, rnn, head, frame_shape, name=f"cnn_{cell}")
     model(np.zeros((1, 2, *frame_shape), np.float32))  # create the weights
+    kernels = {id(v) for v, _ in _seeded_kernels(model, seed, recurrent_initializer, recurrent_gain)}
+    _INITIAL_BIASES[model] = [(v, v.numpy()) for v in model.weights if id(v) not in kernels]
     return model
+
+
+def _seeded_kernels(model: SequenceClassifier, seed: int, recurrent_initializer_name: str,
+                    recurrent_gain: float) -> list:
+    """``(kernel variable, its seeded initializer)`` for every kernel of ``model``."""
+    convs = [layer for layer in model.encoder.layers if isinstance(layer, keras.layers.Conv2D)]
+    cell = model.rnn.cell
+    return [*[(layer.kernel, conv_initializer(seed, i)) for i, layer in enumerate(convs)],
+            (cell.kernel, input_initializer(seed)),
+            (cell.recurrent_kernel, recurrent_initializer(recurrent_initializer_name, recurrent_gain, seed + 2)),
+            (model.head.kernel, head_initializer(seed))]
+
+
+def reinitialize(model: SequenceClassifier, seed: int, recurrent_initializer_name: str = "orthogonal",
+                 recurrent_gain: float = 1.0) -> None:
+    """Give ``model`` the initial weights :func:`build_model` gives for ``seed``, initializer and gain
+    (the same architecture otherwise), without building a new model: every kernel is drawn again
+    from its seeded initializer; biases, which no seed touches, get their initial values back."""
+    if model not in _INITIAL_BIASES:
+        raise ModelError("reinitialize needs a model made by build_model")
+    for variable, init in _seeded_kernels(model, seed, recurrent_initializer_name, recurrent_gain):
+        variable.assign(init(tuple(variable.shape), dtype=variable.dtype))
+    for variable, value in _INITIAL_BIASES[model]:
+        variable.assign(value)

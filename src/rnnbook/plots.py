@@ -1,5 +1,10 @@
 """One seaborn style and fixed colours for every chapter.
 
+Each configuration the book compares has one colour (colour-blind safe, Okabe & Ito), one
+marker and one line style in every chapter (:data:`CONFIG_STYLES`, :func:`config_style`;
+:func:`line_with_band` applies them). Long category tick labels: :func:`fit_tick_labels`;
+:func:`tick_label_overlaps` checks a figure.
+
 Every helper labels its axes, returns the :class:`matplotlib.figure.Figure` and never
 calls ``plt.show()``. Figures the helpers create are closed in pyplot before they are
 returned, so a notebook shows them only where the chapter displays or glues them::
@@ -20,23 +25,38 @@ from matplotlib.colors import LogNorm
 
 _BASE = sns.color_palette("colorblind", 10).as_hex()
 _EXTRA = sns.color_palette("dark", 10).as_hex()
-_SPARE = [_EXTRA[i] for i in (7, 5, 8, 4, 9, 6, 1, 3, 0, 2)] + _BASE
 
-#: The configurations the book compares, one colour each in every chapter.
-CONFIG_COLORS = {
-    "tanh + orthogonal": _BASE[0],
-    "ReLU + orthogonal": _BASE[1],
-    "ReLU + identity (IRNN)": _BASE[2],
-    "ReLU + glorot_uniform": _BASE[3],
-    "tanh + glorot_uniform": _BASE[4],
-    "GRU": _BASE[5],
-    "LSTM": _BASE[6],
+#: The Okabe & Ito (2008) colour-blind safe palette (its yellow left out: too pale on white).
+OKABE_ITO = {
+    "blue": "#0072B2", "vermillion": "#D55E00", "bluish green": "#009E73", "reddish purple": "#CC79A7",
+    "orange": "#E69F00", "sky blue": "#56B4E9", "black": "#000000",
 }
+
+#: One style per configuration the book compares, the same in every chapter: a colour-blind
+#: safe colour, plus a marker and a line style so lines stay apart where they cross and in grey.
+CONFIG_STYLES = {
+    "tanh + orthogonal": {"color": OKABE_ITO["blue"], "marker": "o", "linestyle": "-"},
+    "ReLU + orthogonal": {"color": OKABE_ITO["vermillion"], "marker": "s", "linestyle": "--"},
+    "ReLU + identity (IRNN)": {"color": OKABE_ITO["bluish green"], "marker": "^", "linestyle": "-."},
+    "ReLU + glorot_uniform": {"color": OKABE_ITO["reddish purple"], "marker": "D", "linestyle": ":"},
+    "tanh + glorot_uniform": {"color": OKABE_ITO["sky blue"], "marker": "v", "linestyle": (0, (5, 1))},
+    "GRU": {"color": OKABE_ITO["orange"], "marker": "P", "linestyle": (0, (3, 1, 1, 1, 1, 1))},
+    "LSTM": {"color": OKABE_ITO["black"], "marker": "X", "linestyle": (0, (1, 1))},
+}
+
+#: The configurations' colours (``CONFIG_STYLES`` without markers and line styles).
+CONFIG_COLORS = {label: style["color"] for label, style in CONFIG_STYLES.items()}
+
+#: Markers and line styles (as seaborn dash tuples) for labels that are not configurations.
+_SPARE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
+_SPARE_DASHES = ("", (4, 1.5), (1, 1), (3, 1, 1, 1), (5, 1, 1, 1, 1, 1), (2, 2), (6, 2), (1, 2))
+_SPARE = [c for c in [_EXTRA[i] for i in (7, 5, 8, 4, 9, 6, 1, 3, 0, 2)] + _BASE
+          if c not in CONFIG_COLORS.values()]
 
 #: Activations, coloured like the configurations that use them.
 ACTIVATION_COLORS = {
-    "tanh": _BASE[0],
-    "relu": _BASE[1],
+    "tanh": CONFIG_COLORS["tanh + orthogonal"],
+    "relu": CONFIG_COLORS["ReLU + orthogonal"],
     "sigmoid": _BASE[7],
     "linear": _BASE[8],
     "elu": _BASE[9],
@@ -118,6 +138,90 @@ def palette(labels) -> dict:
     return {label: known.get(label) or next(spare) for label in labels}
 
 
+def config_style(label) -> dict:
+    """``{"color", "marker", "linestyle"}`` of a configuration label such as "tanh + orthogonal",
+    "ReLU + identity (IRNN)", "GRU" or "LSTM" (see :data:`CONFIG_STYLES`)::
+
+        ax.plot(x, y, label=label, **plots.config_style(label))
+    """
+    style = CONFIG_STYLES.get(str(label))
+    if style is None:
+        raise ValueError(f"no style for configuration {label!r}; configurations: "
+                         f"{', '.join(repr(k) for k in CONFIG_STYLES)}")
+    return dict(style)
+
+
+def _dash(linestyle) -> tuple | str:
+    """A matplotlib line style as a seaborn dash spec ("" for solid)."""
+    named = {"-": "", "--": (4, 1.5), "-.": (4, 1.5, 1, 1.5), ":": (1, 1.5)}
+    return named[linestyle] if isinstance(linestyle, str) else tuple(linestyle[1])
+
+
+def markers(labels) -> dict:
+    """``{label: marker}`` for seaborn's ``markers=``: each configuration's own marker, the
+    other labels the unused markers in order."""
+    labels = list(dict.fromkeys(labels))
+    known = {lab: CONFIG_STYLES[lab]["marker"] for lab in labels if lab in CONFIG_STYLES}
+    spare = iter(m for m in _SPARE_MARKERS * 3 if m not in known.values())
+    return {lab: known.get(lab) or next(spare) for lab in labels}
+
+
+def dashes(labels) -> dict:
+    """``{label: dash spec}`` for seaborn's ``dashes=``, like :func:`markers`."""
+    labels = list(dict.fromkeys(labels))
+    known = {lab: _dash(CONFIG_STYLES[lab]["linestyle"]) for lab in labels if lab in CONFIG_STYLES}
+    spare = iter(d for d in _SPARE_DASHES * 3 if d not in known.values())
+    return {lab: known[lab] if lab in known else next(spare) for lab in labels}
+
+
+def fit_tick_labels(ax, axis: str = "x", min_fontsize: float = 7.0) -> None:
+    """Make the tick labels of ``axis`` legible: wrap them at spaces (one short line per word
+    group, never mid-word), then shrink the font down to ``min_fontsize``, then turn them
+    vertical, until no two labels overlap (:func:`tick_label_overlaps`). Put counts such as
+    "0/3 diverged" on a second line of the label or in the plot, not run on after it."""
+    import textwrap
+
+    ticks = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+    texts = [t.get_text() for t in ticks]
+    width = max([len(w) for t in texts for w in t.split()] + [8])
+    wrapped = ["\n".join(line for part in t.split("\n")
+                         for line in textwrap.wrap(part, width, break_long_words=False) or [""])
+               for t in texts]
+    setter, tick_setter = (ax.set_xticklabels, ax.set_xticks) if axis == "x" else (ax.set_yticklabels, ax.set_yticks)
+    tick_setter((ax.get_xticks() if axis == "x" else ax.get_yticks())[:len(texts)])
+    size = float(ticks[0].get_fontsize()) if ticks else 10.0
+    labels = setter(wrapped, rotation=0, ha="center" if axis == "x" else "right")
+
+    def clash():
+        return any(a in wrapped and b in wrapped for a, b in _overlaps(ax))
+
+    while clash() and size > min_fontsize:
+        size = max(min_fontsize, size - 0.5)
+        for t in labels:
+            t.set_fontsize(size)
+    if clash() and axis == "x":  # vertical, unwrapped: one or two thin columns per label
+        wrapped = texts
+        labels = setter(texts, rotation=90, ha="center", fontsize=size)
+
+
+def _overlaps(ax) -> list[tuple[str, str]]:
+    renderer = ax.figure.canvas.get_renderer()
+    out = []
+    for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+        shown = [t for t in labels if t.get_visible() and t.get_text().strip()]
+        boxes = [t.get_window_extent(renderer) for t in shown]
+        out += [(shown[i].get_text(), shown[j].get_text())
+                for i in range(len(shown)) for j in range(i + 1, len(shown)) if boxes[i].overlaps(boxes[j])]
+    return out
+
+
+def tick_label_overlaps(fig) -> list[tuple[str, str]]:
+    """Pairs of tick labels (same axes) whose drawn boxes overlap: empty when every label is
+    legible at the figure's size."""
+    fig.canvas.draw()
+    return [pair for ax in fig.get_axes() for pair in _overlaps(ax)]
+
+
 def axis_label(column) -> str:
     """A readable label for a column name (see :data:`AXIS_LABELS`)."""
     return AXIS_LABELS.get(column, str(column).replace("_", " "))
@@ -139,6 +243,31 @@ def _finish(fig, created):
     return fig
 
 
+def grid_figure(nrows, ncols, width, height, **subplots):
+    """``(fig, axes)``: a new ``width`` x ``height`` inch figure in the book's style, ``axes``
+    always a 2-D array (``nrows`` x ``ncols``)."""
+    _ensure_style()
+    return plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, **subplots)
+
+
+def finish(fig):
+    """``fig`` laid out and closed in pyplot, ready to glue."""
+    return _finish(fig, True)
+
+
+def plain_log_ticks(ax, axis="y", subs=None):
+    """Tick labels like 0.6 and 10 rather than 6x10^-1 on a log axis; ``subs`` (e.g.
+    ``(1, 2, 5)``) puts major ticks at those multiples of each power of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if subs is not None:
+        target.set_major_locator(LogLocator(base=10, subs=subs, numticks=30))
+        target.set_minor_locator(NullLocator())
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
 def _hue_palette(df, hue):
     return None if hue is None else palette(df[hue].dropna().unique())
 
@@ -152,8 +281,13 @@ def line_with_band(df, x, y, hue=None, ax=None, logx=False, logy=False, chance=N
         fig = line_with_band(runs, x="epoch", y="val_accuracy", hue="config", chance=0.1)
     """
     fig, ax, created = _figure(ax)
+    if hue is None:
+        style_kw = {"marker": "o"}
+    else:
+        levels = list(df[hue].dropna().unique())
+        style_kw = {"style": hue, "style_order": levels, "markers": markers(levels), "dashes": dashes(levels)}
     sns.lineplot(data=df, x=x, y=y, hue=hue, palette=_hue_palette(df, hue), errorbar=("ci", 95),
-                 n_boot=500, seed=0, marker="o", markersize=4, ax=ax)
+                 n_boot=500, seed=0, markersize=5, ax=ax, **style_kw)
     if chance is not None:
         ax.axhline(chance, ls="--", lw=1, color="0.35", label=f"{chance_label} ({chance:g})")
     if logx:

@@ -1,24 +1,37 @@
-"""A fast SimpleRNN recurrence with the same math as ``keras.layers.SimpleRNN``.
+"""Fast SimpleRNN, GRU and LSTM recurrences with the same math as the Keras layers.
 
-Keras computes, for every step, ``h_t = s(x_t K + b + h_{t-1} R)`` inside a generic
-loop whose gradient TensorFlow derives step by step. Here the input projection
-``x K + b`` of all steps is one large matrix product, the loop does only
-``h_t = s(p_t + h_{t-1} R)``, and back-propagation through time is written out
-by hand (one reverse loop over ``dL/da_t = (dL/dh_t + dL/da_{t+1} R^T) * s'(a_t)``),
-so both directions run with few, large operations.
+Keras computes every step of a recurrent layer inside a generic loop whose gradient
+TensorFlow derives step by step. Here the input projection ``x K + b`` of every gate
+and every step is one large matrix product (:func:`input_projection`, done once per
+distinct image by :mod:`rnnbook.models`), the forward loop does only the recurrent
+part, and back-propagation through time is written out by hand: everything that
+does not depend on the reverse carry (gates, activation slopes) is recomputed for all
+steps at once after the forward loop, so the reverse loop does one small matrix
+product and a few element-wise operations per step. Both loops run :data:`UNROLL`
+steps per iteration.
+
+The cells, as in Keras 3 (``s`` the activation, ``σ`` the recurrent activation):
+
+* SimpleRNN: ``h_t = s(p_t + h_{t-1} R)``;
+* GRU (``reset_after=True``): ``[z, r] = σ(p^{zr}_t + h_{t-1} R^{zr} + b^{zr})``,
+  ``h~ = s(p^h_t + r * (h_{t-1} R^h + b^h))``, ``h_t = z h_{t-1} + (1 - z) h~``;
+* LSTM: ``[i, f, g, o] = [σ, σ, s, σ](p_t + h_{t-1} R)``, ``c_t = f c_{t-1} + i g``,
+  ``h_t = o s(c_t)``.
 
 Example:
     >>> import keras, numpy as np
-    >>> layer = keras.layers.SimpleRNN(4, return_sequences=True)
+    >>> layer = keras.layers.GRU(4, return_sequences=True)
     >>> x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
-    >>> fast = simple_rnn_states(layer, x)
-    >>> bool(np.allclose(fast, layer(x), atol=1e-6))
+    >>> bool(np.allclose(layer_states(layer, x), layer(x), atol=1e-6))
     True
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+#: Steps unrolled inside one loop iteration: fewer, larger iterations cut the loop's overhead.
+UNROLL = 8
 
 
 def activation_slope(activation, pre_activation):
@@ -29,115 +42,251 @@ def activation_slope(activation, pre_activation):
     return tape.gradient(out, pre_activation)
 
 
-#: Steps unrolled inside one loop iteration: fewer, larger iterations cut the loop's overhead.
-UNROLL = 8
+def _loop(step, carry, xs, ys_like, unroll, reverse=False):
+    """Run ``carry, ys_t = step(carry, xs_t)`` over time-major tensors ``xs`` (tuples).
+
+    ``unroll`` steps run per loop iteration when T is static (the ``T % unroll`` ragged
+    steps at the start run outside the loop); ``ys_like`` gives the shape of one step's
+    outputs. Returns the final carry and the outputs stacked ``(T, ...)`` in time order.
+    """
+    steps = xs[0].shape[0]
+    unroll = unroll if steps is not None else 1
+    head = steps % unroll if steps is not None else 0
+    carry = tuple(carry)
+
+    def run_head(carry, outputs, order):
+        for t in order:
+            carry, ys = step(carry, tuple(x[t] for x in xs))
+            outputs[t] = ys
+        return carry
+
+    def chunk_step(acc, chunk):
+        carry, out = acc[0], [None] * unroll
+        for i in (reversed(range(unroll)) if reverse else range(unroll)):
+            carry, out[i] = step(carry, tuple(x[i] for x in chunk))
+        return tuple(carry), tuple(tf.stack([o[k] for o in out]) for k in range(len(ys_like)))
+
+    def run_body(carry):
+        body = tuple(x[head:] for x in xs)
+        if steps is not None and steps - head == 0:
+            return carry, None
+        chunks = tuple(tf.reshape(x, tf.concat([[-1, unroll], tf.shape(x)[1:]], 0)) for x in body)
+        initial = (carry, tuple(tf.zeros(tf.concat([[unroll], tf.shape(y)], 0), y.dtype) for y in ys_like))
+        carries, outs = tf.scan(chunk_step, chunks, initializer=initial, reverse=reverse)
+        last = tuple(c[0] if reverse else c[-1] for c in carries)
+        return last, tuple(tf.reshape(o, tf.concat([[-1], tf.shape(o)[2:]], 0)) for o in outs)
+
+    head_out = [None] * head
+    if reverse:
+        carry, body_out = run_body(carry)
+        carry = run_head(carry, head_out, reversed(range(head)))
+    else:
+        carry = run_head(carry, head_out, range(head))
+        carry, body_out = run_body(carry)
+    ys = []
+    for k in range(len(ys_like)):
+        parts = [tf.stack([o[k] for o in head_out])] if head else []
+        parts += [body_out[k]] if body_out is not None else []
+        ys.append(parts[0] if len(parts) == 1 else tf.concat(parts, axis=0))
+    return carry, tuple(ys)
 
 
-def _chunks(x, unroll):
-    """Split time-major ``x (T, ...)`` into a ragged head of ``T % unroll`` steps and
-    ``(T // unroll, unroll, ...)`` chunks (static T), or no chunks when T is unknown."""
-    steps = x.shape[0]
-    if steps is None or unroll <= 1:
-        return None, x
-    head = steps % unroll
-    body = x[head:]
-    return x[:head], tf.reshape(body, tf.concat([[steps // unroll, unroll], tf.shape(body)[1:]], 0))
+def _previous(states):
+    """``(T, B, U)`` states shifted one step later, with zeros first: ``h_{t-1}`` for every t."""
+    return tf.concat([tf.zeros_like(states[:1]), states[:-1]], axis=0)
 
 
-def _forward(p, r, activation, unroll):
-    zeros = tf.zeros_like(p[0])
-    head, body = _chunks(p, unroll)
-    if head is None:
-        return tf.scan(lambda h, p_t: activation(p_t + tf.matmul(h, r)), p, initializer=zeros)
-    h, outputs = zeros, []
-    for t in range(head.shape[0]):
-        h = activation(head[t] + tf.matmul(h, r))
-        outputs.append(h)
-
-    def chunk_step(previous, p_chunk):
-        h, hs = previous[-1], []
-        for i in range(unroll):
-            h = activation(p_chunk[i] + tf.matmul(h, r))
-            hs.append(h)
-        return tf.stack(hs)
-
-    if body.shape[0]:
-        chunks = tf.scan(chunk_step, body, initializer=tf.stack([h] * unroll))
-        outputs.append(tf.reshape(chunks, tf.shape(p[head.shape[0]:])))
-    return tf.concat([o[None] if o.shape.rank == 2 else o for o in outputs], axis=0)
+def _flat_matmul(x, w):
+    """``x (T, B, K) @ w (K, N) -> (T, B, N)`` as one matrix product."""
+    shape = tf.shape(x)
+    return tf.reshape(tf.matmul(tf.reshape(x, [-1, shape[-1]]), w), tf.concat([shape[:-1], [w.shape[-1]]], 0))
 
 
-def _backward(d_states, slope, r_t, unroll):
-    """``dL/da_t`` for all t from ``dL/dh_t`` (direct) and ``s'(a_t)``, by the reverse recursion
-    ``dL/da_t = (dL/dh_t + dL/da_{t+1} R^T) * s'(a_t)``."""
-    zeros = tf.zeros_like(d_states[0])
-    d_head, d_body = _chunks(d_states, unroll)
-    if d_head is None:
-        carries = tf.scan(lambda c, x: tf.matmul((x[0] + c) * x[1], r_t), (d_states, slope),
-                          initializer=zeros, reverse=True)
-        next_carry = tf.concat([carries[1:], zeros[None]], axis=0)
-        return (d_states + next_carry) * slope
-    s_head, s_body = _chunks(slope, unroll)
-
-    def chunk_step(state, x):
-        carry, _ = state
-        d_h, s = x
-        d_as = [None] * unroll
-        for i in reversed(range(unroll)):
-            d_as[i] = (d_h[i] + carry) * s[i]
-            carry = tf.matmul(d_as[i], r_t)
-        return carry, tf.stack(d_as)
-
-    carry, parts = zeros, []
-    if d_body.shape[0]:
-        carries, d_chunks = tf.scan(chunk_step, (d_body, s_body),
-                                    initializer=(zeros, tf.zeros_like(d_body[0])), reverse=True)
-        carry = carries[0]
-        parts.append(tf.reshape(d_chunks, tf.shape(d_states[d_head.shape[0]:])))
-    head_parts = []
-    for t in reversed(range(d_head.shape[0])):
-        d_a = (d_head[t] + carry) * s_head[t]
-        carry = tf.matmul(d_a, r_t)
-        head_parts.insert(0, d_a[None])
-    return tf.concat(head_parts + parts, axis=0)
+def _weight_grad(previous, d_pre):
+    """``sum_t h_{t-1}^T dL/da_t``: the gradient of a recurrent kernel, as one matrix product."""
+    return tf.matmul(tf.reshape(previous, [-1, previous.shape[-1]]), tf.reshape(d_pre, [-1, d_pre.shape[-1]]),
+                     transpose_a=True)
 
 
 def recur(projected, recurrent_kernel, activation, unroll: int | None = None):
-    """States ``(T, B, U)`` of ``h_t = s(p_t + h_{t-1} R)``, ``h_0 = 0``, from time-major ``p (T, B, U)``.
-
-    Differentiable in ``projected`` and ``recurrent_kernel`` by hand-written BPTT;
-    ``unroll`` steps (default :data:`UNROLL`) run per loop iteration when T is known
-    at tracing time.
-    """
+    """SimpleRNN states ``(T, B, U)`` of ``h_t = s(p_t + h_{t-1} R)``, ``h_0 = 0``, from time-major
+    ``p (T, B, U)``; differentiable in ``p`` and ``R`` by hand-written BPTT."""
     unroll = UNROLL if unroll is None else int(unroll)
 
     @tf.custom_gradient
     def _recur(p, r):
-        states = _forward(p, r, activation, unroll)
+        def forward(c, x):
+            h = activation(x[0] + tf.matmul(c[0], r))
+            return (h,), (h,)
+
+        _, (states,) = _loop(forward, (tf.zeros_like(p[0]),), (p,), (p[0],), unroll)
 
         def grad(d_states):
-            units = tf.shape(r)[0]
-            previous = tf.concat([tf.zeros_like(states[:1]), states[:-1]], axis=0)
-            flat_previous = tf.reshape(previous, [-1, units])
-            pre = p + tf.reshape(tf.matmul(flat_previous, r), tf.shape(p))
-            slope = activation_slope(activation, pre)
-            d_pre = _backward(d_states, slope, tf.transpose(r), unroll)
-            d_r = tf.matmul(flat_previous, tf.reshape(d_pre, [-1, units]), transpose_a=True)
-            return d_pre, d_r
+            previous = _previous(states)
+            slope = activation_slope(activation, p + _flat_matmul(previous, r))
+            r_t = tf.transpose(r)
+
+            def back(c, x):
+                d_a = (x[0] + c[0]) * x[1]
+                return (tf.matmul(d_a, r_t),), (d_a,)
+
+            _, (d_pre,) = _loop(back, (tf.zeros_like(p[0]),), (d_states, slope), (p[0],), unroll, reverse=True)
+            return d_pre, _weight_grad(previous, d_pre)
 
         return states, grad
 
     return _recur(tf.convert_to_tensor(projected), tf.convert_to_tensor(recurrent_kernel))
 
 
-def simple_rnn_states(layer: keras.layers.SimpleRNN, features):
-    """Hidden states ``(B, T, U)`` of a Keras ``SimpleRNN`` layer on ``features (B, T, F)``,
-    computed by the fast recurrence with the layer's own weights."""
+def recur_gru(projected, recurrent_kernel, recurrent_bias, activation, recurrent_activation,
+              unroll: int | None = None):
+    """GRU states ``(T, B, U)`` (Keras ``reset_after=True``) from time-major input projections
+    ``p (T, B, 3U)`` (gates z, r, h; input bias included), ``R (U, 3U)`` and the recurrent bias
+    ``(3U,)``; differentiable in all three by hand-written BPTT."""
+    unroll = UNROLL if unroll is None else int(unroll)
+
+    @tf.custom_gradient
+    def _recur(p, r, b):
+        units = r.shape[0]
+
+        def forward(c, x):
+            h, rec = c[0], tf.matmul(c[0], r) + b
+            z, reset = tf.split(recurrent_activation(x[0][:, :2 * units] + rec[:, :2 * units]), 2, axis=1)
+            candidate = activation(x[0][:, 2 * units:] + reset * rec[:, 2 * units:])
+            h = z * h + (1 - z) * candidate
+            return (h,), (h,)
+
+        zeros = tf.zeros_like(p[0, :, :units])
+        _, (states,) = _loop(forward, (zeros,), (p,), (zeros,), unroll)
+
+        def grad(d_states):
+            previous = _previous(states)
+            rec = _flat_matmul(previous, r) + b
+            a_zr = p[..., :2 * units] + rec[..., :2 * units]
+            z, reset = tf.split(recurrent_activation(a_zr), 2, axis=-1)
+            s_z, s_r = tf.split(activation_slope(recurrent_activation, a_zr), 2, axis=-1)
+            rec_h = rec[..., 2 * units:]
+            a_h = p[..., 2 * units:] + reset * rec_h
+            d_a_h = (1 - z) * activation_slope(activation, a_h)     # dL/da_h = dL/dh_t * d_a_h
+            d_a_z = (previous - activation(a_h)) * s_z
+            d_a_r = d_a_h * rec_h * s_r
+            to_rec = tf.concat([d_a_z, d_a_r, d_a_h * reset], axis=-1)  # dL/d(h R + b) = tile(dL/dh) * to_rec
+            r_t = tf.transpose(r)
+
+            def back(c, x):
+                d_h = x[0] + c[0]
+                return (d_h * x[1] + tf.matmul(tf.concat([d_h] * 3, axis=1) * x[2], r_t),), (d_h,)
+
+            _, (d_h,) = _loop(back, (zeros,), (d_states, z, to_rec), (zeros,), unroll, reverse=True)
+            d_rec = tf.concat([d_h] * 3, axis=-1) * to_rec
+            d_p = tf.concat([d_rec[..., :2 * units], d_h * d_a_h], axis=-1)
+            return d_p, _weight_grad(previous, d_rec), tf.reduce_sum(d_rec, axis=[0, 1])
+
+        return states, grad
+
+    return _recur(*(tf.convert_to_tensor(v) for v in (projected, recurrent_kernel, recurrent_bias)))
+
+
+def recur_lstm(projected, recurrent_kernel, activation, recurrent_activation, unroll: int | None = None):
+    """LSTM hidden states ``(T, B, U)`` from time-major input projections ``p (T, B, 4U)`` (gates
+    i, f, c, o; bias included) and ``R (U, 4U)``; differentiable in both by hand-written BPTT."""
+    unroll = UNROLL if unroll is None else int(unroll)
+
+    @tf.custom_gradient
+    def _recur(p, r):
+        units = r.shape[0]
+
+        def forward(carry, x):
+            h, c = carry
+            z = x[0] + tf.matmul(h, r)
+            i, f = tf.split(recurrent_activation(z[:, :2 * units]), 2, axis=1)
+            c = f * c + i * activation(z[:, 2 * units:3 * units])
+            h = recurrent_activation(z[:, 3 * units:]) * activation(c)
+            return (h, c), (h, c)
+
+        zeros = tf.zeros_like(p[0, :, :units])
+        _, (states, cells) = _loop(forward, (zeros, zeros), (p,), (zeros, zeros), unroll)
+
+        def grad(d_states):
+            previous = _previous(states)
+            z = p + _flat_matmul(previous, r)
+            z_ifo = tf.concat([z[..., :2 * units], z[..., 3 * units:]], axis=-1)
+            i, f, o = tf.split(recurrent_activation(z_ifo), 3, axis=-1)
+            s_i, s_f, s_o = tf.split(activation_slope(recurrent_activation, z_ifo), 3, axis=-1)
+            z_g = z[..., 2 * units:3 * units]
+            to_cell = o * activation_slope(activation, cells)   # dL/dc_t gains dL/dh_t * to_cell
+            to_z = tf.concat([activation(z_g) * s_i, _previous(cells) * s_f, i * activation_slope(activation, z_g),
+                              activation(cells) * s_o], axis=-1)  # dL/dz = [dc, dc, dc, dh] * to_z
+            r_t = tf.transpose(r)
+
+            def back(carry, x):
+                d_state, gain, forget, to_z = x
+                d_h = d_state + carry[0]
+                d_c = carry[1] + d_h * gain
+                d_z = tf.concat([d_c, d_c, d_c, d_h], axis=1) * to_z
+                return (tf.matmul(d_z, r_t), d_c * forget), (d_z,)
+
+            _, (d_z,) = _loop(back, (zeros, zeros), (d_states, to_cell, f, to_z), (p[0],), unroll, reverse=True)
+            return d_z, _weight_grad(previous, d_z)
+
+        return states, grad
+
+    return _recur(tf.convert_to_tensor(projected), tf.convert_to_tensor(recurrent_kernel))
+
+
+def is_fast(layer) -> bool:
+    """True when the fast recurrence computes ``layer`` exactly: a SimpleRNN, a GRU with
+    ``reset_after=True`` or an LSTM, without dropout, going forward."""
+    if not isinstance(layer, (keras.layers.SimpleRNN, keras.layers.GRU, keras.layers.LSTM)):
+        return False
+    cell = layer.cell
+    return (not layer.go_backwards and not getattr(cell, "dropout", 0) and not getattr(cell, "recurrent_dropout", 0)
+            and getattr(cell, "reset_after", True))
+
+
+def _biases(cell):
+    """``(input bias or None, recurrent bias or None)`` of a Keras recurrent cell."""
+    if not cell.use_bias:
+        return None, None
+    if isinstance(cell, keras.layers.GRUCell):
+        return cell.bias[0], cell.bias[1]
+    return cell.bias, None
+
+
+def input_projection(cell, features):
+    """``features (..., F) @ K + input bias``: every gate's input projection, ``(..., gates x U)``."""
+    projected = tf.matmul(features, cell.kernel) if features.shape.rank == 2 else \
+        tf.einsum("...f,fu->...u", features, cell.kernel)
+    bias, _ = _biases(cell)
+    return projected if bias is None else projected + bias
+
+
+def cell_states(cell, projected):
+    """Hidden states ``(T, B, U)`` of a Keras SimpleRNN, GRU or LSTM cell from its input
+    projections ``(T, B, gates x U)`` (time-major, see :func:`input_projection`)."""
+    if isinstance(cell, keras.layers.GRUCell):
+        _, recurrent_bias = _biases(cell)
+        if recurrent_bias is None:
+            recurrent_bias = tf.zeros([3 * cell.units])
+        return recur_gru(projected, cell.recurrent_kernel, recurrent_bias, cell.activation,
+                         cell.recurrent_activation)
+    if isinstance(cell, keras.layers.LSTMCell):
+        return recur_lstm(projected, cell.recurrent_kernel, cell.activation, cell.recurrent_activation)
+    return recur(projected, cell.recurrent_kernel, cell.activation)
+
+
+def layer_states(layer, features):
+    """Hidden states ``(B, T, U)`` of a Keras ``SimpleRNN``, ``GRU`` or ``LSTM`` layer on
+    ``features (B, T, F)``, computed by the fast recurrence with the layer's own weights."""
     if not layer.built:
         layer.build(tuple(features.shape))
-    cell = layer.cell
-    projected = tf.einsum("btf,fu->tbu", features, cell.kernel)
-    if cell.use_bias:
-        projected = projected + cell.bias
-    states = recur(projected, cell.recurrent_kernel, cell.activation)
-    return tf.transpose(states, [1, 0, 2])
+    if not is_fast(layer):
+        raise ValueError(f"{layer.name}: the fast recurrence covers SimpleRNN, GRU (reset_after=True) and LSTM "
+                         "without dropout, going forward; use the Keras layer")
+    features = tf.convert_to_tensor(features)
+    projected = input_projection(layer.cell, tf.transpose(features, [1, 0, 2]))
+    return tf.transpose(cell_states(layer.cell, projected), [1, 0, 2])
+
+
+#: The SimpleRNN name this module first had.
+simple_rnn_states = layer_states

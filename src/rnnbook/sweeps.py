@@ -1,11 +1,21 @@
 """Grids of training runs with an on-disk cache: resumable, atomic, seaborn-ready.
 
-Every finished run is stored as one JSON file under ``cache_dir``, named by a hash of
-its configuration and of the source of the modules that produce it (data, models,
-clipping, training). An interrupted sweep resumes without redoing finished runs; a
-killed process leaves no half-written file.
+Every finished run is stored as one JSON file under ``cache_dir``, named by :func:`run_key`:
+a hash of its configuration, of the source of every ``rnnbook`` module a run's numbers depend
+on (found by following the imports of :mod:`rnnbook.training`) and of the installed versions
+of the packages those modules import. An interrupted sweep resumes without redoing finished
+runs; a killed process leaves no half-written file.
+
+The runs a sweep still needs go to an *executor*: ``local`` (one after the other in this
+process, the default) or ``ray`` (one Ray task per run, on a local Ray or a cluster). Either
+way the driver writes the cache and the frame lists the runs in the order of the grid, so
+the numbers do not depend on the executor. A run that raises (after Ray's retries) is a row
+with ``failed=True`` and its ``error``, never a cache entry. The build passes the executor
+to the chapters' kernels through :data:`EXECUTOR_ENV`, :data:`RAY_ADDRESS_ENV` and
+:data:`RAY_CPUS_ENV`.
 
 Example:
+    >>> from rnnbook.training import TrainConfig
     >>> base = TrainConfig(seq_len=10, n_train=128, n_val=32, n_test=32, epochs=1, units=16)
     >>> grid = [dataclasses.replace(base, activation=a) for a in ("tanh", "relu")]
     >>> runs = run_sweep(grid, seeds=[0, 1], cache_dir="data/runs")   # doctest: +SKIP
@@ -13,39 +23,153 @@ Example:
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
 import json
+import math
+import os
 import sys
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from rnnbook.data import atomic_write
 from rnnbook.paths import data_root
-from rnnbook.training import TrainConfig, train
+
+if TYPE_CHECKING:  # the build imports this module without TensorFlow
+    from rnnbook.training import TrainConfig
 
 RUNS_DIR = data_root() / "runs"
-#: Modules whose source decides a run's numbers: editing one invalidates cached runs.
-CODE_MODULES = ("data", "models", "clipping", "training", "recurrence", "runtime")
+#: The module whose imports (followed transitively) decide a run's numbers.
+RUN_ROOT = "rnnbook.training"
+
+#: Environment variables through which ``rnnbook build`` chooses the executor of the chapters.
+EXECUTOR_ENV = "RNNBOOK_EXECUTOR"
+RAY_ADDRESS_ENV = "RNNBOOK_RAY_ADDRESS"
+RAY_CPUS_ENV = "RNNBOOK_RAY_CPUS_PER_RUN"
+EXECUTORS = ("local", "ray")
+#: Ray retries of a run whose task raised or whose worker died.
+RAY_MAX_RETRIES = 2
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """Hash of the source of the modules that produce a run."""
+class SweepError(RuntimeError):
+    """A sweep cannot go on (bad executor settings, lost cluster); the message says why."""
+
+
+def train(config: TrainConfig) -> dict:
+    """:func:`rnnbook.training.train` (imported on first use, so that importing this module
+    does not import TensorFlow)."""
+    from rnnbook import training
+
+    return training.train(config)
+
+
+# ----------------------------------------------------------------------------- the run cache key
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of ``rnnbook.<...>`` (a module or a package's ``__init__``), if any."""
+    parts = module.split(".")[1:]
+    base = PACKAGE_DIR.joinpath(*parts) if parts else PACKAGE_DIR
+    for path in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def _imports(module: str, path: Path) -> tuple[set[str], set[str]]:
+    """``(rnnbook modules, top-level third-party packages)`` imported anywhere in ``path``."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    ours, theirs = set(), set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # ``from rnnbook import data`` imports the module rnnbook.data
+            names = [target] + [f"{target}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name == "rnnbook" or name.startswith("rnnbook."):
+                if _module_file(name) is not None:
+                    ours.add(name)
+            elif name and name.split(".")[0] not in sys.stdlib_module_names:
+                theirs.add(name.split(".")[0])
+    return ours, theirs
+
+
+@functools.lru_cache(maxsize=None)
+def dependencies(root: str = RUN_ROOT) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(modules, distributions)`` that ``root`` depends on: every ``rnnbook`` module it
+    imports, transitively (with the packages' ``__init__``), read from the source by AST,
+    and the installed distributions of the third-party packages those modules import."""
+    seen, packages, todo = set(), set(), [root]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        path = _module_file(module)
+        if path is None:
+            raise ValueError(f"{module!r} is not a module of the rnnbook package ({PACKAGE_DIR})")
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
+        ours, theirs = _imports(module, path)
+        todo += sorted(ours)
+        packages |= theirs
+    dists = metadata.packages_distributions()
+    distributions = sorted({d for p in packages for d in dists.get(p, [])})
+    return tuple(sorted(seen)), tuple(distributions)
+
+
+@functools.lru_cache(maxsize=None)
+def _source(module: str) -> bytes:
+    """The source of ``module`` as first read by this process (close to what it imported)."""
+    return _module_file(module).read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def installed_version(distribution: str) -> str:
+    """The installed version of ``distribution`` ("absent" if it is not installed)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def code_version(roots=(RUN_ROOT,)) -> str:
+    """Hash of what decides the numbers of code rooted at the modules ``roots``: the source of
+    every ``rnnbook`` module they import (transitively), the installed versions of the
+    packages those modules import, and the Python version."""
+    if isinstance(roots, str):
+        roots = (roots,)
+    modules, distributions = set(), set()
+    for root in roots:
+        m, d = dependencies(root)
+        modules |= set(m)
+        distributions |= set(d)
     h = hashlib.sha256()
-    pkg = Path(__file__).parent
-    for name in CODE_MODULES:
-        path = pkg / f"{name}.py"
-        if path.exists():
-            h.update(path.read_bytes())
+    for module in sorted(modules):
+        h.update(module.encode() + b"\0" + _source(module) + b"\0")
+    versions = {d: installed_version(d) for d in sorted(distributions)}
+    versions["python"] = ".".join(map(str, sys.version_info[:3]))
+    h.update(json.dumps(versions, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
 def run_key(config: TrainConfig) -> str:
-    """Cache key of one run: its configuration (seed included) and the code version."""
+    """Cache key of one run: its configuration (seed included) and :func:`code_version`."""
     text = json.dumps({"config": config.to_dict(), "code": code_version()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -60,31 +184,264 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
+def _dumps(value) -> str:
+    return json.dumps(value, default=_json_default, allow_nan=True)
+
+
+def _load(path: Path):
+    """The JSON in ``path``, or None when it is absent or unreadable (then it is recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None  # unreadable (should not happen with atomic writes)
+
+
+def _store(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def cached_call(name: str, fn: Callable[[Any], Any], config: TrainConfig,
+                cache_dir: str | Path | None = RUNS_DIR):
+    """``fn(config)`` (a JSON-serialisable value), cached as ``<cache_dir>/<name>-<key>.json``.
+
+    The key covers ``name``, the configuration, and :func:`code_version` of the module
+    defining ``fn`` and of :mod:`rnnbook.training` (their source, imports and package
+    versions): editing the measurement re-computes it. Returns the value as read back from
+    JSON (lists, not arrays), the same on the first call and from the cache.
+    """
+    if not name or any(c in name for c in "/\\"):
+        raise ValueError(f"name={name!r} must be a non-empty file-name prefix without slashes")
+    roots = tuple(dict.fromkeys([fn.__module__, RUN_ROOT]))
+    text = json.dumps({"name": name, "config": config.to_dict(), "code": code_version(roots)}, sort_keys=True)
+    path = None if cache_dir is None else Path(cache_dir) / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:24]}.json"
+    cached = _load(path) if path is not None else None
+    if isinstance(cached, dict) and "value" in cached:
+        return cached["value"]
+    text = _dumps({"config": config.to_dict(), "value": fn(config)})
+    if path is not None:
+        _store(path, text)
+    return json.loads(text)["value"]
+
+
+def run_path(config: TrainConfig, cache_dir: str | Path) -> Path:
+    """Where the run of ``config`` is cached."""
+    return Path(cache_dir) / f"{run_key(config)}.json"
+
+
+def is_cached(config: TrainConfig, cache_dir: str | Path = RUNS_DIR) -> bool:
+    """Whether a readable record of ``config`` is in the cache."""
+    return _load(run_path(config, cache_dir)) is not None
+
+
 def cached_train(config: TrainConfig, cache_dir: str | Path | None = RUNS_DIR) -> dict:
     """Train ``config`` or return its cached record."""
     if cache_dir is None:
         return train(config)
-    path = Path(cache_dir) / f"{run_key(config)}.json"
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            pass  # unreadable (should not happen with atomic writes): retrain
-    record = train(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, default=_json_default, allow_nan=True)
-    atomic_write(path, lambda f: f.write(text.encode()))
+    record = _load(run_path(config, cache_dir))
+    if record is None:
+        record = train(config)
+        _store(run_path(config, cache_dir), _dumps(record))
     return record
 
 
+def failed_record(config: TrainConfig, error: BaseException | str) -> dict:
+    """The record of a run that raised: its configuration, ``failed`` and the error; no results."""
+    error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    nan = float("nan")
+    return {"config": config.to_dict(), "failed": True, "error": error, "diverged": False,
+            "diverged_step": None, "test_acc": nan, "test_acc_last_good": nan, "chance": nan,
+            "epoch_train_acc": [], "epoch_val_acc": [], "steps": {}, "wall_time": nan,
+            "seconds_per_epoch": nan}
+
+
+# ----------------------------------------------------------------------------- cost
+#: Seconds per frame of a training update (batch x T), evaluation included, when no cached
+#: run calibrates it: measured on the two-core build machine (busy with other work, so on
+#: the slow side) for the book's fast path at T = 100, 64 units, batch 128.
+SECONDS_PER_FRAME = 1.2e-5
+
+
+def planned_updates(config: TrainConfig) -> int:
+    """Updates of one run: its epochs of batches, or for a run to a criterion its cap
+    ``max_updates`` (an upper bound: it stops at its target accuracy)."""
+    if getattr(config, "max_updates", None):
+        return int(config.max_updates)
+    return config.epochs * math.ceil(config.n_train / config.batch_size)
+
+
+def seconds_per_frame(cache_dir: str | Path | None = RUNS_DIR, sample: int = 200) -> float:
+    """Median wall time per trained frame (updates x batch x T) of up to ``sample`` cached runs;
+    :data:`SECONDS_PER_FRAME` when there is none."""
+    rates = []
+    for path in sorted(Path(cache_dir).glob("*.json"))[:sample] if cache_dir is not None else []:
+        record = _load(path)
+        try:
+            c = record["config"]
+            frames = len(record["steps"]["loss"]) * c["batch_size"] * c["seq_len"]
+            if frames and math.isfinite(record["wall_time"]) and not record["diverged"]:
+                rates.append(record["wall_time"] / frames)
+        except (TypeError, KeyError):
+            continue  # not a run record (a cached_call value)
+    return float(np.median(rates)) if rates else SECONDS_PER_FRAME
+
+
+def estimate_seconds(configs, cache_dir: str | Path | None = RUNS_DIR) -> float:
+    """Estimated CPU seconds to train ``configs`` one after the other."""
+    configs = list(configs)
+    frames = sum(planned_updates(c) * c.batch_size * c.seq_len for c in configs)
+    return seconds_per_frame(cache_dir) * frames if configs else 0.0
+
+
+# ----------------------------------------------------------------------------- executors
+Done = Callable[[int, dict], None]
+
+
+class LocalExecutor:
+    """Runs one after the other in this process, in the order given."""
+
+    name = "local"
+
+    def __init__(self, trainer: Callable[[TrainConfig], dict] | None = None):
+        self.trainer = trainer  # None: this module's ``train`` (looked up at call time)
+
+    def run(self, configs: list[TrainConfig], done: Done) -> None:
+        """Call ``done(i, record)`` for each configuration; an exception becomes a failed record."""
+        for i, config in enumerate(configs):
+            try:
+                record = (self.trainer or train)(config)
+            except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not raised)
+                record = failed_record(config, exc)
+            done(i, record)
+
+
+def _ray_run(config: TrainConfig, trainer) -> tuple[dict, str]:
+    """One Ray task: a run's record and the id of the node it ran on.
+
+    TensorFlow's thread settings are the same as in a local run (:func:`rnnbook.runtime.configure`):
+    a different number of intra-op threads changes float32 sums in the last bit.
+    """
+    import ray
+
+    record = (trainer or train)(config)
+    return record, ray.get_runtime_context().get_node_id()
+
+
+class RayExecutor:
+    """One Ray task per run (``cpus_per_run`` CPUs each, retried ``max_retries`` times when it
+    raises or its worker dies); the results come back to the driver as they finish.
+
+    ``address``: None starts (or reuses) a Ray on this machine; ``"auto"`` or
+    ``"ray://host:10001"`` joins a running cluster.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, cpus_per_run: float = 1, max_retries: int = RAY_MAX_RETRIES,
+                 trainer: Callable[[TrainConfig], dict] | None = None, log=None):
+        if not (isinstance(cpus_per_run, (int, float)) and math.isfinite(cpus_per_run) and cpus_per_run > 0):
+            raise SweepError(f"cpus_per_run={cpus_per_run!r} must be a positive number")
+        self.address, self.cpus_per_run, self.max_retries = address or None, cpus_per_run, int(max_retries)
+        self.trainer, self.log = trainer, log
+        self.nodes: set[str] = set()
+
+    def connect(self):
+        """Initialise Ray (once per process) and return the module."""
+        try:
+            import ray
+        except ImportError:
+            raise SweepError("the ray executor needs Ray: pip install -r requirements.txt") from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise SweepError(f"cannot reach the Ray cluster at {self.address or 'a new local Ray'}: {exc}") from exc
+        return ray
+
+    def run(self, configs: list[TrainConfig], done: Done) -> None:
+        """Submit every run, then call ``done(i, record)`` as each finishes (a run that still
+        fails after the retries gets a failed record). Ctrl-C or a lost cluster cancels the
+        runs not finished and raises; the finished ones have been passed to ``done``."""
+        if not configs:
+            return
+        ray = self.connect()
+        task = ray.remote(_ray_run).options(num_cpus=self.cpus_per_run, max_retries=self.max_retries,
+                                            retry_exceptions=True)
+        pending = {task.remote(c, self.trainer): i for i, c in enumerate(configs)}
+        print(f"ray: {len(pending)} run(s) as tasks on {self._where(ray)}", file=self.log or sys.__stderr__, flush=True)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    i = pending.pop(ref)
+                    try:
+                        record, node = ray.get(ref)
+                        self.nodes.add(node)
+                    except ray.exceptions.RaySystemError:
+                        raise
+                    except ray.exceptions.RayError as exc:  # the task raised or its worker died, every try
+                        cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause else exc
+                        record = failed_record(configs[i], cause if isinstance(cause, BaseException)
+                                               else str(cause))
+                    done(i, record)
+        except BaseException:
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001  (the cluster may be gone)
+                    pass
+            raise
+        print(f"ray: {len(configs)} run(s) finished on {len(self.nodes)} node(s)",
+              file=self.log or sys.__stderr__, flush=True)
+
+    @staticmethod
+    def _where(ray) -> str:
+        try:
+            context = ray.get_runtime_context()
+            address = getattr(context, "gcs_address", None) or "this machine"
+            nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+            cpus = ray.cluster_resources().get("CPU", 0)
+            return f"{address} ({nodes} node(s), {cpus:g} CPU(s))"
+        except Exception:  # noqa: BLE001  (only a message)
+            return "Ray"
+
+
+def executor_from_env(environ=None):
+    """The executor named by :data:`EXECUTOR_ENV` (default ``local``) and its settings."""
+    environ = os.environ if environ is None else environ
+    name = environ.get(EXECUTOR_ENV, "").strip() or "local"
+    if name not in EXECUTORS:
+        raise SweepError(f"{EXECUTOR_ENV}={name!r}: choose one of {', '.join(EXECUTORS)}")
+    if name == "local":
+        return LocalExecutor()
+    cpus = environ.get(RAY_CPUS_ENV, "").strip() or "1"
+    try:
+        cpus_per_run = float(cpus)
+    except ValueError:
+        raise SweepError(f"{RAY_CPUS_ENV}={cpus!r} must be a positive number") from None
+    return RayExecutor(environ.get(RAY_ADDRESS_ENV, "").strip() or None, cpus_per_run)
+
+
+def executor_env(name: str = "local", address: str | None = None, cpus_per_run: float = 1) -> dict[str, str]:
+    """The environment that makes :func:`executor_from_env` return this executor."""
+    if name not in EXECUTORS:
+        raise SweepError(f"executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+    RayExecutor(address, cpus_per_run)  # checks the settings
+    return {EXECUTOR_ENV: name, RAY_ADDRESS_ENV: address or "", RAY_CPUS_ENV: f"{cpus_per_run:g}"}
+
+
+# ----------------------------------------------------------------------------- sweeps
 def with_seeds(configs, seeds) -> list[TrainConfig]:
     """Every configuration once per seed."""
     return [dataclasses.replace(c, seed=int(s)) for c in configs for s in seeds]
 
 
 def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc: str = "sweep",
-              labels=None) -> pd.DataFrame:
-    """Run (or load) every configuration x seed; one row per run.
+              labels=None, executor=None) -> pd.DataFrame:
+    """Run (or load) every configuration x seed; one row per run, in the order of the grid.
 
     Args:
         configs: :class:`TrainConfig` s (their own ``seed`` is replaced by each of ``seeds``).
@@ -93,9 +450,12 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
         desc: the progress bar's label.
         labels: optional display label per configuration (same length as ``configs``),
             stored in the ``label`` column.
+        executor: a :class:`LocalExecutor` or :class:`RayExecutor` for the runs not cached
+            (default: :func:`executor_from_env`).
 
-    The progress bar goes to the terminal running the build (the kernel's own stderr),
-    not into the book.
+    Finished runs are written to the cache as they arrive (a failed run never is), so an
+    interrupted sweep resumes. The progress bar (runs finished / total) goes to the terminal
+    running the build (the kernel's own stderr), not into the book.
     """
     from tqdm.auto import tqdm
 
@@ -104,14 +464,33 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
     if len(labels) != len(configs):
         raise ValueError(f"labels has {len(labels)} entries for {len(configs)} configurations")
     jobs = [(label, run) for config, label in zip(configs, labels) for run in with_seeds([config], seeds)]
-    records = []
-    bar = tqdm(jobs, desc=desc, unit="run", file=sys.__stderr__, leave=False, dynamic_ncols=True)
-    for label, cfg in bar:
-        record = cached_train(cfg, cache_dir)
-        record["label"] = label
-        records.append(record)
-    bar.close()
-    return summary_frame(records)
+    keys = [run_key(cfg) if cache_dir is not None else str(i) for i, (_, cfg) in enumerate(jobs)]
+    first = {}  # key -> first job with it (a grid may list a run twice; it runs once)
+    for (_, cfg), key in zip(jobs, keys):
+        first.setdefault(key, cfg)
+    bar = tqdm(total=len(jobs), desc=desc, unit="run", file=sys.__stderr__, leave=False, dynamic_ncols=True)
+    records: dict[str, dict] = {}
+    for key, cfg in first.items():
+        record = _load(run_path(cfg, cache_dir)) if cache_dir is not None else None
+        if record is not None:
+            records[key] = record
+            bar.update(keys.count(key))
+    missing = [key for key in first if key not in records]
+
+    def done(i: int, record: dict) -> None:
+        key = missing[i]
+        if cache_dir is not None and not record.get("failed"):
+            _store(run_path(first[key], cache_dir), _dumps(record))
+        if record.get("failed"):
+            print(f"{desc}: run {first[key]} failed: {record['error']}", file=sys.__stderr__, flush=True)
+        records[key] = record
+        bar.update(keys.count(key))
+
+    try:
+        (executor or executor_from_env()).run([first[k] for k in missing], done)
+    finally:
+        bar.close()
+    return summary_frame([dict(records[key], label=label) for (label, _), key in zip(jobs, keys)])
 
 
 SUMMARY_FIELDS = ("diverged", "diverged_step", "test_acc", "test_acc_last_good", "chance", "wall_time",
@@ -126,15 +505,18 @@ def summary_frame(records) -> pd.DataFrame:
         row["conv_filters"] = "x".join(str(f) for f in row["conv_filters"])
         row["label"] = r.get("label")
         row.update({k: r[k] for k in SUMMARY_FIELDS})
+        row["failed"] = bool(r.get("failed", False))
+        row["error"] = r.get("error")
         row["final_val_acc"] = r["epoch_val_acc"][-1] if r["epoch_val_acc"] else np.nan
         steps = r["steps"]
-        grad = np.asarray(steps["grad_norm"], dtype=float)
+        grad = np.asarray(steps.get("grad_norm", []), dtype=float)
         finite = grad[np.isfinite(grad)]
         row["median_grad_norm"] = float(np.median(finite)) if finite.size else np.nan
         row["max_grad_norm"] = float(np.max(finite)) if finite.size else np.nan
-        state = np.asarray(steps["max_abs_state"], dtype=float)
-        row["max_abs_state"] = float(np.nanmax(state)) if state.size and np.isfinite(state).any() else np.inf
-        row["steps_run"] = len(steps["loss"])
+        state = np.asarray(steps.get("max_abs_state", []), dtype=float)
+        row["max_abs_state"] = (np.nan if row["failed"] else float(np.nanmax(state))
+                                if state.size and np.isfinite(state).any() else np.inf)
+        row["steps_run"] = len(steps.get("loss", []))
         row["record"] = r
         rows.append(row)
     return pd.DataFrame(rows)
@@ -146,7 +528,7 @@ def steps_frame(runs: pd.DataFrame, fields=("loss", "grad_norm", "max_abs_state"
     parts = []
     for _, row in runs.iterrows():
         steps = row["record"]["steps"]
-        part = pd.DataFrame({f: steps[f] for f in fields})
+        part = pd.DataFrame({f: steps.get(f, []) for f in fields})
         part.insert(0, "step", np.arange(len(part)))
         for c in keep:
             part[c] = row[c]

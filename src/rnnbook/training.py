@@ -8,12 +8,13 @@ or Inf stops there and is recorded as diverged at that step; it never raises.
 
 Example:
     >>> cfg = TrainConfig(seq_len=10, n_train=128, n_val=32, n_test=32, epochs=1, units=16)
-    >>> record = train(cfg)
-    >>> sorted(record)[:3]
-    ['config', 'diverged', 'diverged_step']
+    >>> record = train(cfg)  # doctest: +SKIP
+    >>> sorted(record)[:3]  # doctest: +SKIP
+    ['chance', 'config', 'diverged']
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import time
@@ -59,6 +60,14 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 128
     seed: int = 0
+    # the CNN-to-RNN interface: fixed factor on the features entering the recurrent layer
+    feature_scale: float = 1.0
+    # train to a criterion (see rnnbook.criterion): set max_updates to use it instead of epochs
+    max_updates: int | None = None
+    check_every: int = 25
+    target_acc: float = 0.9
+    stream: str = "fresh"
+    loss_blowup: float = 10.0
 
     def __post_init__(self):
         object.__setattr__(self, "conv_filters", tuple(int(f) for f in self.conv_filters))
@@ -85,6 +94,12 @@ class TrainConfig:
                 and self.learning_rate > 0):
             raise ConfigError(f"learning_rate={self.learning_rate!r} must be a positive finite number")
         clipping.check_clip(self.clip_mode, self.clip_threshold)
+        if not (math.isfinite(self.feature_scale) and self.feature_scale > 0):
+            raise ConfigError(f"feature_scale={self.feature_scale!r} must be a positive number")
+        if self.max_updates is not None:
+            from rnnbook import criterion
+
+            criterion.check(self)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -98,49 +113,93 @@ class TrainConfig:
 
     def model(self, num_classes: int) -> models.SequenceClassifier:
         return models.build_model(self.cell, self.units, self.activation, self.recurrent_initializer,
-                                  self.recurrent_gain, self.conv_filters, num_classes, self.seed)
+                                  self.recurrent_gain, self.conv_filters, num_classes, self.seed,
+                                  feature_scale=self.feature_scale)
 
+
+
+#: The fields of a criterion run (:mod:`rnnbook.criterion`), unused when ``max_updates`` is None.
+CRITERION_FIELDS = ("max_updates", "check_every", "target_acc", "stream", "loss_blowup")
 
 LAYER_GROUPS = ("encoder", "rnn", "head")
 
 
 class Stepper:
-    """Compiled training and evaluation steps for one model on one split layout.
+    """Compiled training and evaluation steps for one model.
 
-    ``indexed=True`` takes batches of indices into ``bank`` (the CNN runs once per
-    distinct image); otherwise batches of dense frames (the general path).
-    ``fast=True`` runs a SimpleRNN head through the fast recurrence
-    (:mod:`rnnbook.recurrence`); False uses the Keras layer as is.
+    ``indexed=True`` takes batches of indices into an image bank (the CNN runs once per
+    distinct image); otherwise batches of dense frames (the general path). ``bank`` is the
+    bank of :meth:`step` and :meth:`loss_and_grads`; :meth:`accuracy` reads each split's
+    own bank, so one evaluation stepper serves validation and test. The bank is an
+    argument of the traced steps, and each step is traced once per frame layout (T) with
+    any batch size, so nothing retraces within a run or across runs of the same shapes.
+    ``fast=True`` runs the recurrent head through :mod:`rnnbook.recurrence`; False uses
+    the Keras layer as is.
     """
 
     def __init__(self, model, optimizer, indexed: bool, bank: np.ndarray | None = None, fast: bool = True):
         """``optimizer=None`` gives an evaluation-only stepper."""
         self.model, self.optimizer, self.indexed, self.fast = model, optimizer, indexed, fast
-        self.bank = tf.constant(bank) if indexed else None
+        self._bank_tensors: dict[int, tuple] = {}
+        self.bank = bank if indexed else None
         self.variables = model.trainable_variables
         self.groups = [[v for v in getattr(model, g).trainable_variables] for g in LAYER_GROUPS]
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         if optimizer is not None:
             optimizer.build(self.variables)
-        self._grads = tf.function(self._grads_impl, reduce_retracing=True)
-        self._apply = tf.function(self._apply_impl, reduce_retracing=True)
-        self._logits = tf.function(self._logits_impl, reduce_retracing=True)
+        self._traced: dict[tuple, tf.types.experimental.GenericFunction] = {}
+        self._apply = tf.function(self._apply_impl, autograph=False)  # (no Python control flow on tensors)
 
-    def forward(self, x, training):
+    def _bank_tensor(self, bank):
+        """``bank`` as a tensor, converted once per array."""
+        if bank is None:
+            return None
+        held = self._bank_tensors.get(id(bank))
+        if held is None or held[0] is not bank:
+            if len(self._bank_tensors) > 8:
+                self._bank_tensors.clear()
+            held = self._bank_tensors[id(bank)] = (bank, tf.constant(bank, tf.float32))
+        return held[1]
+
+    def _inputs(self, x):
+        return tf.convert_to_tensor(np.asarray(x, np.int32 if self.indexed else np.float32))
+
+    def _function(self, kind: str, x):
+        """The traced ``grads`` or ``logits`` step for inputs shaped like ``x`` (any batch size)."""
+        key = (kind, tuple(x.shape[1:]))
+        fn = self._traced.get(key)
+        if fn is None:
+            specs = [tf.TensorSpec((None, *x.shape[1:]), x.dtype)]
+            if kind == "grads":
+                specs.append(tf.TensorSpec((None,), tf.int64))
+            if self.indexed:
+                specs.append(tf.TensorSpec((None, *self.model.frame_shape), tf.float32))
+            impl = self._grads_impl if kind == "grads" else self._logits_impl
+            fn = self._traced[key] = tf.function(impl if self.indexed else (lambda *a: impl(*a, None)),
+                                                 input_signature=specs, autograph=False)
+        return fn
+
+    def tracing_count(self) -> int:
+        """How many times this stepper's steps were traced (each should be once per T)."""
+        fns = list(self._traced.values()) + [self._apply]
+        return sum(f.experimental_get_tracing_count() for f in fns)
+
+    def forward(self, x, training, bank=None):
         """``(logits, states)`` of a batch of indices (indexed) or dense frames."""
         if self.indexed:
-            return self.model.forward_indexed(x, self.bank, training=training, fast=self.fast)
+            bank = self._bank_tensor(self.bank) if bank is None else bank
+            return self.model.forward_indexed(x, bank, training=training, fast=self.fast)
         return self.model.forward(self.model.features(x, training=training), training=training, fast=self.fast)
 
-    def loss_and_grads(self, x, y):
+    def loss_and_grads(self, x, y, bank=None):
         """Loss, gradients and hidden states of one batch (no update)."""
         with tf.GradientTape() as tape:
-            logits, states = self.forward(x, True)
+            logits, states = self.forward(x, True, bank)
             loss = self.loss_fn(y, logits)
         return loss, tape.gradient(loss, self.variables), logits, states
 
-    def _grads_impl(self, x, y):
-        loss, grads, logits, states = self.loss_and_grads(x, y)
+    def _grads_impl(self, x, y, bank):
+        loss, grads, logits, states = self.loss_and_grads(x, y, bank)
         ids = {id(v): g for v, g in zip(self.variables, grads)}
         layer_norms = tf.stack([tf.linalg.global_norm([ids[id(v)] for v in group]) for group in self.groups])
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), tf.cast(y, tf.int64)), tf.int32))
@@ -151,26 +210,108 @@ class Stepper:
     def _apply_impl(self, grads):
         self.optimizer.apply_gradients(zip(grads, self.variables))
 
-    def _logits_impl(self, x):
-        return self.forward(x, False)[0]
+    def _logits_impl(self, x, bank):
+        return self.forward(x, False, bank)[0]
+
+    def _call(self, kind, x, *rest, bank=None):
+        x = self._inputs(x)
+        args = [x, *rest] + ([self._bank_tensor(bank)] if self.indexed else [])
+        return self._function(kind, x)(*args)
 
     def step(self, x, y) -> dict:
-        """One update; returns the step's statistics as Python numbers."""
-        grads, stats = self._grads(x, y)
+        """One update on ``self.bank``; returns the step's statistics as Python numbers.
+        A non-finite loss or gradient norm leaves the weights unchanged."""
+        grads, stats = self._call("grads", x, tf.convert_to_tensor(np.asarray(y, np.int64)), bank=self.bank)
         stats = {k: v.numpy() for k, v in stats.items()}
         if np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"]):
             self._apply(grads)
         return stats
+
+    def logits(self, x, bank=None) -> np.ndarray:
+        """Inference logits of a batch (indices into ``bank``, default ``self.bank``, or frames)."""
+        return self._call("logits", x, bank=self.bank if bank is None else bank).numpy()
 
     def accuracy(self, split: data.SequenceSet, batch_size: int = 256) -> float:
         """Share of sequences of ``split`` classified correctly (NaN logits count as wrong)."""
         source = split.index if self.indexed else split.frames()
         correct = 0
         for start in range(0, len(split), batch_size):
-            logits = self._logits(source[start:start + batch_size]).numpy()
+            logits = self.logits(source[start:start + batch_size], split.bank)
             ok = np.isfinite(logits).all(axis=1) & (logits.argmax(1) == split.labels[start:start + batch_size])
             correct += int(ok.sum())
         return correct / len(split)
+
+
+def steppers_for(model, optimizer, task: data.TaskData, fast: bool = True) -> dict:
+    """The train, validation and test steppers of one run (indexed when the data allow it);
+    validation and test share one evaluation stepper (one traced step)."""
+    indexed = fast and task.train.indexed
+    evaluator = Stepper(model, None, indexed, task.val.bank if indexed else None, fast=fast)
+    return {"train": Stepper(model, optimizer, indexed, task.train.bank if indexed else None, fast=fast),
+            "val": evaluator, "test": evaluator}
+
+
+#: Fields that change only a run's initial weights, learning rate, data or schedule, never its model's
+#: shapes or traced steps: runs that differ only in these reuse one model, optimizer and steppers.
+RUN_FIELDS = ("seed", "recurrent_initializer", "recurrent_gain", "learning_rate", "task", "seq_len", "lag",
+              "n_train", "n_val", "n_test", "target_digit", "max_count", "epochs", "batch_size", *CRITERION_FIELDS)
+#: How many model layouts stay ready for reuse (least recently used dropped first).
+READY_LAYOUTS = 6
+_ready: collections.OrderedDict = collections.OrderedDict()
+
+
+@dataclasses.dataclass
+class RunParts:
+    """The model, optimizer and steppers of a run, and the optimizer's initial state."""
+
+    model: models.SequenceClassifier
+    optimizer: keras.optimizers.Optimizer
+    steppers: dict
+    optimizer_state: list
+
+
+def prepare_run(config: TrainConfig, task: data.TaskData, fast: bool = True) -> RunParts:
+    """The model (initialised for ``config``'s seed, initializer and gain, exactly as a fresh
+    :meth:`TrainConfig.model`), a fresh optimizer state and the steppers of one run.
+
+    A run whose configuration differs from an earlier one only in :data:`RUN_FIELDS` reuses
+    its model, optimizer and traced steps: the weights are re-initialised and the optimizer
+    state reset instead of rebuilding and retracing.
+    """
+    indexed = fast and task.train.indexed
+    layout = {k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS}
+    key = (repr(sorted(layout.items())), task.num_classes, indexed, fast)
+    parts = _ready.pop(key, None)
+    if parts is None:
+        model = config.model(task.num_classes)
+        optimizer = clipping.make_optimizer(config.optimizer, config.learning_rate, config.clip_mode,
+                                            config.clip_threshold, config.momentum)
+        steppers = steppers_for(model, optimizer, task, fast)
+        parts = RunParts(model, optimizer, steppers, [v.numpy() for v in optimizer.variables])
+    else:
+        models.reinitialize(parts.model, config.seed, config.recurrent_initializer, config.recurrent_gain)
+        for variable, value in zip(parts.optimizer.variables, parts.optimizer_state):
+            variable.assign(value)
+        parts.optimizer.learning_rate = config.learning_rate
+        parts.steppers["train"].bank = task.train.bank if indexed else None
+    _ready[key] = parts
+    while len(_ready) > READY_LAYOUTS:
+        _ready.popitem(last=False)
+    return parts
+
+
+def new_step_log() -> dict[str, list]:
+    """Empty per-update statistics: loss, gradient norms (global and per layer group), largest state."""
+    return {k: [] for k in ("loss", "grad_norm", "max_abs_state", *[f"{g}_grad_norm" for g in LAYER_GROUPS])}
+
+
+def log_step(steps: dict[str, list], stats: dict) -> None:
+    """Append one update's statistics (from :meth:`Stepper.step`) to ``steps``."""
+    steps["loss"].append(float(stats["loss"]))
+    steps["grad_norm"].append(float(stats["grad_norm"]))
+    steps["max_abs_state"].append(float(stats["max_abs_state"]))
+    for g, n in zip(LAYER_GROUPS, stats["layer_norms"]):
+        steps[f"{g}_grad_norm"].append(float(n))
 
 
 def train(config: TrainConfig, task: data.TaskData | None = None, fast: bool = True,
@@ -184,21 +325,21 @@ def train(config: TrainConfig, task: data.TaskData | None = None, fast: bool = T
             bank indices) and the fast SimpleRNN recurrence; False runs the general
             path, plain Keras layers on dense frames (same math, slower).
     """
+    if config.max_updates is not None:
+        from rnnbook import criterion
+
+        return criterion.train_to_criterion(config, task=task, fast=fast, data_dir=data_dir)
     runtime.seed_everything(config.seed)
     task = config.task_data(data_dir) if task is None else task
     indexed = fast and task.train.indexed
-    model = config.model(task.num_classes)
-    optimizer = clipping.make_optimizer(config.optimizer, config.learning_rate, config.clip_mode,
-                                        config.clip_threshold, config.momentum)
-    steppers = {name: Stepper(model, optimizer if name == "train" else None, indexed,
-                              getattr(task, name).bank if indexed else None, fast=fast)
-                for name in data.SPLITS}
+    parts = prepare_run(config, task, fast)
+    model, steppers = parts.model, parts.steppers
     trainer = steppers["train"]
     rng = np.random.default_rng([config.seed, 7])
     train_x = task.train.index if indexed else task.train.frames()
     labels = task.train.labels
 
-    steps: dict[str, list] = {k: [] for k in ("loss", "grad_norm", "max_abs_state", *[f"{g}_grad_norm" for g in LAYER_GROUPS])}
+    steps = new_step_log()
     epoch_train_acc, epoch_val_acc, epoch_seconds = [], [], []
     diverged_step = None
     last_good = model.get_weights()
@@ -210,11 +351,7 @@ def train(config: TrainConfig, task: data.TaskData | None = None, fast: bool = T
         for b in range(0, len(order), config.batch_size):
             rows = np.sort(order[b:b + config.batch_size])
             stats = trainer.step(train_x[rows], labels[rows])
-            steps["loss"].append(float(stats["loss"]))
-            steps["grad_norm"].append(float(stats["grad_norm"]))
-            steps["max_abs_state"].append(float(stats["max_abs_state"]))
-            for g, n in zip(LAYER_GROUPS, stats["layer_norms"]):
-                steps[f"{g}_grad_norm"].append(float(n))
+            log_step(steps, stats)
             if not (np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"])):
                 diverged_step = len(steps["loss"]) - 1
                 break

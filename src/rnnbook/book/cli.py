@@ -34,6 +34,21 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("-v", "--verbose", action="store_true", help="show Jupyter Book's full log")
     b.add_argument("--no-html", action="store_true", help="execute (and cache) the chapters only")
+    b.add_argument("--only", action="append", default=[], metavar="CHAPTERS",
+                   help="execute only these chapters (comma-separated file stems, e.g. relu,clipping; "
+                        "repeatable); the others keep their executed notebook for the current parameters "
+                        "if one is cached, else they show a note that they were not built")
+    b.add_argument("--dry-run", action="store_true",
+                   help="print the chapters, training runs per chapter, runs already cached and the "
+                        "estimated run-hours, then exit without running anything")
+    b.add_argument("--executor", default="local", metavar="NAME",
+                   help="where the chapters' training runs execute: local (in the chapter's kernel, one "
+                        "after the other) or ray (one Ray task per run) (default: %(default)s)")
+    b.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --executor ray: join this cluster (auto, or ray://host:10001); "
+                        "default: start a Ray on this machine for the build")
+    b.add_argument("--ray-cpus-per-run", type=float, default=1.0, metavar="N",
+                   help="with --executor ray: CPUs reserved per run (default: %(default)s)")
     return parser
 
 
@@ -54,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return build(Options(
             root=root, preset=args.preset, files=args.files, overrides=args.overrides,
             force=args.force, build_dir=args.build_dir, progress=not args.no_progress,
-            html=not args.no_html, verbose=args.verbose,
+            html=not args.no_html, verbose=args.verbose, only=args.only, dry_run=args.dry_run,
+            executor=args.executor, ray_address=args.ray_address, ray_cpus_per_run=args.ray_cpus_per_run,
         ))
     except ParamError as exc:
         print(f"rnnbook: parameter error: {exc}", file=sys.stderr)

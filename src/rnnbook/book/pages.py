@@ -2,8 +2,9 @@
 
 Example (a chapter's first hidden cell)::
 
-    from rnnbook.book.pages import glue_md, setup
+    from rnnbook.book.pages import glue_md, glue_values, setup
     setup()
+    glue_values({"n_runs": 12, "verdict": "**holds**"})   # a number, a Markdown phrase
 """
 from __future__ import annotations
 
@@ -15,10 +16,23 @@ def setup():
     import rnnbook
     from rnnbook import plots, runtime
 
+    import pandas as pd
+
     root = rnnbook.use_repo_root()
     runtime.configure()
     plots.set_style()
+    pd.set_option("display.max_colwidth", None)  # glued tables show whole cells
     return root
+
+
+def chapter_params(namespace: dict, names) -> dict:
+    """The chapter's parameters ``names`` taken from its ``namespace`` (``globals()``), e.g.
+    ``why_tanh.results(**chapter_params(globals(), why_tanh.PARAMS))``."""
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise NameError(f"the chapter does not define the parameter(s) {', '.join(missing)}; "
+                        f"expected: {', '.join(names)}")
+    return {name: namespace[name] for name in names}
 
 
 def glue_md(key: str, text: str) -> None:
@@ -27,3 +41,27 @@ def glue_md(key: str, text: str) -> None:
     from myst_nb import glue
 
     glue(key, Markdown(text), display=False)
+
+
+def glue_num(key: str, value) -> None:
+    """Glue a number as a float (NaN when it is missing) for ``{glue:text}`` in the prose."""
+    from myst_nb import glue
+
+    glue(key, float(value), display=False)
+
+
+def pct(key: str, fraction) -> None:
+    """Glue a share as a percentage (format it with ``:.0f`` or ``:.1f`` in the prose)."""
+    glue_num(key, 100 * float(fraction))
+
+
+def glue_values(values: dict) -> None:
+    """Glue every ``key: value``: a string as Markdown (:func:`glue_md`), anything else (a
+    number, a figure, a table) as it is."""
+    from myst_nb import glue
+
+    for key, value in values.items():
+        if isinstance(value, str):
+            glue_md(key, value)
+        else:
+            glue(key, value, display=False)

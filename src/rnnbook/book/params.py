@@ -9,7 +9,12 @@ entry in :data:`REGISTRY`.  Adding one is a one-line edit::
 A ``Param`` has a name, a type (``int``, ``float``, ``str``, ``bool``,
 ``list[X]``, or a union such as ``int | None``), a one-line description and any
 number of validators.  For a ``list[X]`` parameter every element is checked
-with the validators; ``None`` is never passed to a validator.
+with the validators; ``None`` is never passed to a validator. Two rules hold for every
+parameter without being listed: a list is never empty and a float is finite.
+
+Rules that tie parameters together (``lag`` below ``seq_len``, a memory bound on
+``units`` x ``batch_size`` x ``seq_len``) are checked per chapter by
+:func:`check_chapter`, on the values the chapter will run with.
 
 Parameter text from the command line or YAML files is parsed as *data*
 (``ast.literal_eval`` / ``yaml.safe_load``), never executed.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import os
 import re
 import types
@@ -53,6 +59,7 @@ class Check:
 positive = Check(lambda v: v > 0, "> 0")
 non_negative = Check(lambda v: v >= 0, ">= 0")
 non_empty = Check(lambda v: len(v) > 0, "non-empty")
+finite = Check(lambda v: math.isfinite(v), "a finite number")
 
 
 def one_of(*choices: Any) -> Check:
@@ -153,16 +160,25 @@ class Param:
         except TypeError as exc:
             raise ParamError(f"{where}: {exc}; expected {self.type_name} ({self.description})") from None
         items = value if isinstance(value, list) else [value]
+        if isinstance(value, list):
+            _apply(non_empty, value, f"{where}: value []", self.description)
         for item in items:
             if item is None:
                 continue
+            what = f"element {item!r}" if isinstance(value, list) else f"value {item!r}"
+            if isinstance(item, float):
+                _apply(finite, item, f"{where}: {what}", self.description)
             for validate in self.validators:
-                try:
-                    validate(item)
-                except ValueError as exc:
-                    what = f"element {item!r}" if isinstance(value, list) else f"value {item!r}"
-                    raise ParamError(f"{where}: {what} is not allowed: {exc} ({self.description})") from None
+                _apply(validate, item, f"{where}: {what}", self.description)
         return value
+
+
+def _apply(validate: Callable[[Any], None], value: Any, what: str, description: str) -> None:
+    """Run one validator; turn its ValueError into a ParamError saying what is allowed."""
+    try:
+        validate(value)
+    except ValueError as exc:
+        raise ParamError(f"{what} is not allowed: {exc} ({description})") from None
 
 
 def _registry(*params: Param) -> dict[str, Param]:
@@ -179,7 +195,6 @@ REGISTRY: dict[str, Param] = _registry(
     # the task and the data
     Param("task", str, "which sequence task: recall or count", one_of(*TASKS)),
     Param("seq_len", int, "frames per sequence", positive),
-    Param("seq_lens", list[int], "sequence lengths to sweep", positive),
     Param("lag", int | None, "recall task: steps before the end of the frame to recall (None: task default)", non_negative),
     Param("n_train", int, "training sequences", positive),
     Param("n_val", int, "validation sequences", positive),
@@ -189,7 +204,6 @@ REGISTRY: dict[str, Param] = _registry(
     Param("units", int, "hidden units of the recurrent layer", positive),
     Param("activation", str, "activation of the SimpleRNN cell", keras_activation),
     Param("activations", list[str], "activations of the SimpleRNN cell to compare", keras_activation),
-    Param("recurrent_gain", float, "gain of the recurrent initialiser", positive),
     Param("recurrent_gains", list[float], "gains of the recurrent initialiser to compare", positive),
     Param("recurrent_initializer", str, "recurrent initialiser of the SimpleRNN", recurrent_init),
     Param("recurrent_initializers", list[str], "recurrent initialisers of the SimpleRNN to compare", recurrent_init),
@@ -197,20 +211,36 @@ REGISTRY: dict[str, Param] = _registry(
     Param("n_probe", int, "held-out sequences the state and gradient measurements run on", positive),
     Param("train_gains", list[float], "recurrent gains of the configurations trained briefly", positive),
     Param("rnn_configs", list[str], "recurrent configurations trained and compared: activation-initializer, gru or lstm", rnn_config),
-    Param("lags", list[int], "recall task: time lags to sweep (frames between the digit and the answer; T = lag + 1)", positive),
+    Param("lags", list[int], "recall task: time lags to sweep (frames between the digit and the answer; T = lag + 1)", at_least(1)),
     Param("widths", list[int], "numbers of hidden units of the width sweep", positive),
+    Param("feature_scales", list[float], "the CNN-to-RNN interface: factors on the CNN features entering the recurrent layer", positive),
+    Param("max_updates", int, "cap of a criterion run: updates before it is censored", positive),
+    Param("clip_max_updates", int, "cap of a run of the clipping chapter: updates before it is censored", positive),
+    Param("check_every", int, "updates between two validation checks of a criterion run", positive),
+    Param("target_fraction", float, "success criterion: validation accuracy as a share of the encoder's ceiling", in_range(0.0, 1.0)),
+    Param("memo_lag", int, "time lag of the memorisation comparison (fixed set vs fresh sequences)", at_least(1)),
+    Param("memo_n_train", int, "size of the fixed training set of the memorisation comparison", positive),
+    Param("stability_lag", int, "time lag of the learning-rate and width sweeps", at_least(1)),
+    Param("stability_scale", float, "feature scale of the memorisation, learning-rate and width sweeps", positive),
+    Param("stability_max_updates", int, "cap of the learning-rate and width sweeps", positive),
+    Param("ceiling_epochs", int, "epochs of the CNN alone on single images, whose test accuracy is the encoder's ceiling", positive),
     # training
     Param("learning_rate", float, "optimizer learning rate", positive),
     Param("epochs", int, "training epochs per run", positive),
     Param("batch_size", int, "sequences per mini-batch", positive),
-    Param("clip_mode", str, "gradient clipping mode", clip_mode),
     Param("clip_modes", list[str], "gradient clipping modes to compare", clip_mode),
     Param("clip_value", float, "clipping threshold (norm or value)", positive),
     Param("learning_rates", list[float], "SGD learning rates of the stability sweep", positive),
-    Param("stability_epochs", int, "training epochs per run of the learning-rate and width sweeps", positive),
     Param("width_learning_rate", float, "Adam learning rate of the width sweep", positive),
     Param("sgd_learning_rate", float, "SGD learning rate of the clipping chapter's exploding setting (ReLU + identity)", positive),
-    Param("clip_multiples", list[float], "global_clipnorm thresholds as multiples of the median initial gradient norm", positive),
+    Param("clip_multiples", list[float], "global_clipnorm thresholds as multiples of the average gradient norm of the stable pilot", positive),
+    Param("clip_multiple", float, "clipping chapter: bound on the global gradient norm of the clip-mode comparison and the matched-step control, as a multiple of the pilot's average norm", positive),
+    Param("clip_learning_rates", list[float], "clipping chapter: unclipped SGD learning rates compared with clipping (besides sgd_learning_rate)", positive),
+    Param("clip_lag", int, "clipping chapter: recall lag of the exploding setting (T = lag + 1)", at_least(1)),
+    Param("clip_scale", float, "clipping chapter: feature scale (CNN-to-RNN interface) of the exploding setting", positive),
+    Param("target_acc", float, "clipping chapter: validation accuracy that counts as success", in_range(0.0, 1.0)),
+    Param("pilot_learning_rate", float, "clipping chapter: SGD learning rate of the stable pilot run that measures the average gradient norm", positive),
+    Param("pilot_updates", int, "clipping chapter: updates of each pilot run (the average norm is over all of them and the seeds)", positive),
     # repetition
     Param("seed", int, "random seed", non_negative),
     Param("seeds", list[int], "random seeds, one run each", non_negative),
@@ -459,6 +489,76 @@ def validate(
             )
         out[name] = registry[name].check(value, source)
     return out
+
+
+#: The memory estimate counts float32 numbers: copies of the U x U recurrent matrix (weights,
+#: gradient, Adam moments, spares) and of the B x T x U states (states, pre-activations and
+#: their gradients in the hand-written BPTT, spares).
+FLOAT_BYTES, WEIGHT_COPIES, STATE_COPIES = 4, 8, 16
+
+
+def training_memory(units: int, batch_size: int, seq_len: int) -> int:
+    """Estimated bytes to train a recurrent layer of ``units`` on ``batch_size`` sequences of
+    ``seq_len`` frames (an order of magnitude, not a measurement).
+
+    >>> training_memory(64, 64, 20) / 2**20  # MiB
+    5.125
+    """
+    return FLOAT_BYTES * (WEIGHT_COPIES * units**2 + STATE_COPIES * batch_size * seq_len * units)
+
+
+def memory_budget() -> int:
+    """This machine's physical memory, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _largest(values: Mapping[str, Any], *names: str, plus: Mapping[str, int] | None = None,
+             default: tuple[int, str]) -> tuple[int, str]:
+    """The largest of the ``names`` present (a number, or a list's maximum, plus ``plus[name]``),
+    with where it came from; ``default`` when none is present."""
+    found = []
+    for name in names:
+        value, extra = values.get(name), (plus or {}).get(name, 0)
+        if isinstance(value, list) and value:
+            found.append((max(value) + extra, f"max({name})" + (f" + {extra}" if extra else "")))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.append((value + extra, name))
+    return max(found) if found else default
+
+
+def check_chapter(values: Mapping[str, Any], where: str = "", budget: int | None = None) -> None:
+    """Rules that tie parameters together, on the values one chapter runs with (its defaults
+    updated with the build's values); raises :class:`ParamError`.
+
+    - the recall task with a ``lag`` needs ``0 <= lag <= seq_len - 1``;
+    - the largest run (``units`` or ``widths``; ``batch_size`` or ``n_probe``; ``seq_len`` or
+      ``max(lags) + 1``) must fit, by :func:`training_memory`, in ``budget`` bytes (default:
+      this machine's memory).
+
+    >>> check_chapter({"task": "recall", "seq_len": 20, "lag": 19})
+    >>> check_chapter({"task": "recall", "seq_len": 20, "lag": 20}, "ch")
+    Traceback (most recent call last):
+    ...
+    rnnbook.book.params.ParamError: ch: parameter 'lag' value 20 is not allowed: must be between 0 and 19 (the recall task needs lag < seq_len = 20)
+    """
+    at = f"{where}: " if where else ""
+    lag, seq_len = values.get("lag"), values.get("seq_len")
+    if values.get("task", "recall") == "recall" and lag is not None and seq_len is not None:
+        _apply(in_range(0, seq_len - 1), lag, f"{at}parameter 'lag' value {lag!r}",
+               f"the recall task needs lag < seq_len = {seq_len}")
+    units = _largest(values, "units", "widths", default=(0, "no recurrent layer"))
+    batch = _largest(values, "batch_size", "n_probe", default=(1, "one sequence"))
+    steps = _largest(values, "seq_len", "lags", plus={"lags": 1}, default=(1, "one frame"))
+    need = training_memory(units[0], batch[0], steps[0])
+    budget = memory_budget() if budget is None else budget
+    if need > budget:
+        raise ParamError(
+            f"{at}units={units[0]} ({units[1]}) x batch={batch[0]} ({batch[1]}) x T={steps[0]} ({steps[1]}) "
+            f"needs about {need / 2**30:.3g} GiB to train (estimate: {FLOAT_BYTES} bytes x "
+            f"({WEIGHT_COPIES} units^2 + {STATE_COPIES} batch x T x units)), more than the "
+            f"{budget / 2**30:.3g} GiB of memory available; lower units/widths, batch_size/n_probe "
+            f"or seq_len/lags"
+        )
 
 
 def resolve(

@@ -17,13 +17,14 @@ variables ``RNNBOOK_PRESET`` and ``RNNBOOK_OVERRIDES``; when they are absent
 """
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import os
 import subprocess
 import sys
 import time
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import rnnbook
 
@@ -79,34 +80,107 @@ def versions() -> dict[str, str]:
     }
 
 
-def _fmt(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+class ProvenanceError(ValueError):
+    """The chapter's parameters cannot be found or written as YAML."""
+
+
+def _literal_assignments(source: str) -> list[str] | None:
+    """The names a cell assigns if it holds nothing but ``name = <literal>`` lines, else None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names = []
+    for stmt in tree.body:
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)):
+            return None
+        try:
+            ast.literal_eval(stmt.value)
+        except ValueError:
+            return None
+        names.append(stmt.targets[0].id)
+    return names or None
+
+
+def parameter_names(history: Sequence[str]) -> list[str]:
+    """The chapter's parameters, from the kernel's input history (IPython's ``In``): the names of
+    the first cell made only of ``name = <literal>`` lines (the ``parameters`` cell) and of the
+    cell papermill injects after it (``# Parameters``)."""
+    sources = [s or "" for s in history]
+    for i, source in enumerate(sources):
+        names = _literal_assignments(source)
+        if names is None:
+            continue
+        injected = _literal_assignments(sources[i + 1]) if i + 1 < len(sources) else None
+        if injected and sources[i + 1].lstrip().startswith("# Parameters"):
+            names += [n for n in injected if n not in names]
+        return names
+    return []
 
 
 def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Every registered book parameter that is defined in ``namespace``."""
-    from rnnbook.book.params import REGISTRY
+    """The parameters the chapter ran with.
 
-    return {name: namespace[name] for name in REGISTRY if name in namespace}
+    ``namespace`` is either the chapter's ``globals()`` (an IPython namespace with ``In``: the
+    names come from the parameters cell, see :func:`parameter_names`, the values from the
+    namespace) or the parameters themselves, e.g. ``{"seed": 0, "seq_len": 20}``.
+    """
+    if "In" in namespace and "__name__" in namespace:
+        names = parameter_names(list(namespace["In"]))
+        if not names:
+            raise ProvenanceError(
+                "no parameters cell in the kernel's history (a first cell of `name = <literal>` "
+                "lines); pass the parameters explicitly: provenance.block({'seed': seed, ...})")
+        return {n: namespace[n] for n in names if n in namespace}
+    return {k: v for k, v in namespace.items() if not str(k).startswith("_")}
+
+
+def params_yaml(params: Mapping[str, Any]) -> str:
+    """The parameters as YAML that ``rnnbook build -f`` reads back to the same values."""
+    import yaml
+
+    plain = {}
+    for name, value in params.items():
+        value = value.tolist() if hasattr(value, "tolist") else value
+        try:
+            yaml.safe_dump(value)
+        except yaml.representer.RepresenterError:
+            raise ProvenanceError(f"parameter {name!r} = {value!r} is not plain data "
+                                  "(numbers, strings, booleans, None and lists of them)") from None
+        plain[name] = value
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, width=float("inf"))
+
+
+def rebuild_command(filename: str) -> str:
+    return f"rnnbook build -f {filename}"
 
 
 def markdown(namespace: Mapping[str, Any] | None = None, *, now: float | None = None) -> str:
-    """The provenance block as MyST Markdown."""
+    """The provenance block as MyST Markdown: every parameter in full, the link to
+    ``<page>.params.yaml`` and the command that rebuilds the page from it."""
+    from rnnbook.book.figures import PAGE_TOKEN, data_link
+
     namespace = namespace or {}
     now = time.time() if now is None else now
     params = parameters(namespace)
-    plist = ", ".join(f"`{k} = {_fmt(v)}`" for k, v in params.items()) or "none"
     v = versions()
     date = _dt.datetime.fromtimestamp(now, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     wall = now - rnnbook.IMPORTED_AT
+    commit = git_state()
+    yaml_name = f"{PAGE_TOKEN}.params.yaml"
+    exact = "" if "dirty" not in commit else " (the work tree had uncommitted changes)"
+    plist = "".join(f"\n  - `{k} = {v!r}`" for k, v in params.items()) or " none"
     lines = [
         "```{admonition} Provenance",
         ":class: provenance",
         "",
+        f"- **Rebuild this page:** download {data_link(yaml_name, yaml_name, 'rnnbook-params')} (exactly the "
+        f"parameters below) and run `{rebuild_command(yaml_name)}` at commit "
+        f"`{commit.split()[0]}`{exact}.",
         f"- **Preset:** {preset_label()}",
-        f"- **Parameters:** {plist}",
-        f"- **Git commit:** `{git_state()}`",
+        f"- **Parameters:**{plist}",
+        f"- **Git commit:** `{commit}`",
         f"- **TensorFlow / Keras / NumPy:** {v['TensorFlow']} / {v['Keras']} / {v['NumPy']}",
         f"- **CPUs:** {os.cpu_count()}",
         f"- **Executed:** {date}",
@@ -117,7 +191,12 @@ def markdown(namespace: Mapping[str, Any] | None = None, *, now: float | None = 
 
 
 def block(namespace: Mapping[str, Any] | None = None) -> None:
-    """Display the provenance block (call it in a chapter's last cell)."""
+    """Display the provenance block and publish ``<page>.params.yaml`` beside the page (call it
+    in a chapter's last cell: ``block(globals())`` or ``block({"seed": seed, ...})``)."""
     from IPython.display import Markdown, display
 
+    from rnnbook.book.figures import PAGE_TOKEN, publish
+
+    namespace = namespace or {}
+    publish(f"{PAGE_TOKEN}.params.yaml", params_yaml(parameters(namespace)))
     display(Markdown(markdown(namespace)))

@@ -1,0 +1,236 @@
+"""What several chapters share: configuration keys and their labels, the library facts the
+prose quotes, statistics with intervals, and the book's decision rules and constants.
+
+A recurrent configuration is named by a short key:
+
+* ``"<activation>-<recurrent initializer>"`` for a Keras ``SimpleRNN``, e.g.
+  ``"tanh-orthogonal"`` (the Keras default), ``"relu-identity"`` (the IRNN of Le et al.
+  2015) or ``"relu-glorot_uniform"`` (like TF1's ``BasicRNNCell``);
+* ``"gru"`` or ``"lstm"`` for the gated cells (Keras defaults).
+
+Example:
+    >>> parse_rnn_config("relu-identity").label
+    'ReLU + identity (IRNN)'
+    >>> config_label("tanh", "orthogonal")
+    'tanh + orthogonal'
+    >>> wilson_interval(3, 4)
+    (0.75, 0.3006..., 0.9544...)
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from rnnbook.choices import RECURRENT_INITIALIZERS
+
+#: Pascanu, Mikolov & Bengio (2013, section 3.2): thresholds "from half to ten times" the
+#: average gradient norm over a sufficiently large number of updates can still converge.
+PASCANU_BAND = (0.5, 10.0)
+#: A per-step gradient factor inside this band counts as "near the edge"; below it the
+#: gradient vanishes, above it it explodes.
+EDGE_BAND = (0.95, 1.05)
+#: The gated cells, by key.
+GATED = ("gru", "lstm")
+#: Role name -> configuration key: the prose speaks of roles, so it holds whatever the grid is.
+ROLES = {"tanh": "tanh-orthogonal", "relu": "relu-orthogonal", "irnn": "relu-identity",
+         "tf1": "relu-glorot_uniform", "gru": "gru", "lstm": "lstm"}
+#: Confidence level of every interval in the book.
+LEVEL = 0.95
+
+_ACTIVATION_DISPLAY = {"relu": "ReLU", "elu": "ELU", "selu": "SELU", "gelu": "GELU"}
+
+
+class ExperimentError(ValueError):
+    """A configuration key or grid argument the experiments cannot use."""
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def activation_label(name: str) -> str:
+    """``"relu"`` -> ``"ReLU"``, ``"tanh"`` -> ``"tanh"`` (display names)."""
+    return _ACTIVATION_DISPLAY.get(name, name)
+
+
+def config_label(activation: str, initializer: str, cell: str = "simple_rnn") -> str:
+    """The book's one name of a configuration, used in every legend and table
+    (``"ReLU + identity (IRNN)"``, ``"tanh + orthogonal"``, ``"GRU"``)."""
+    if cell != "simple_rnn":
+        return cell.upper()
+    label = f"{activation_label(activation)} + {initializer}"
+    if activation == "relu" and initializer == "identity":
+        label += " (IRNN)"
+    return label
+
+
+@dataclasses.dataclass(frozen=True)
+class RnnSpec:
+    """One recurrent configuration: cell, activation and recurrent initialiser."""
+
+    key: str
+    cell: str
+    activation: str
+    recurrent_initializer: str
+
+    @property
+    def label(self) -> str:
+        """The label used in legends and tables (:func:`config_label`)."""
+        return config_label(self.activation, self.recurrent_initializer, self.cell)
+
+    def apply(self, config, **changes):
+        """``config`` (a :class:`rnnbook.training.TrainConfig`) with this cell, activation and
+        initialiser (and any other ``changes``)."""
+        return dataclasses.replace(config, cell=self.cell, activation=self.activation,
+                                   recurrent_initializer=self.recurrent_initializer, **changes)
+
+
+def parse_rnn_config(key: str) -> RnnSpec:
+    """The :class:`RnnSpec` of a key such as ``"relu-identity"``, ``"gru"`` or ``"lstm"``."""
+    if not isinstance(key, str):
+        raise ExperimentError(f"rnn config {key!r} must be a string such as 'tanh-orthogonal' or 'gru'")
+    k = key.strip().lower()
+    if k in GATED:
+        return RnnSpec(k, k, "tanh", "orthogonal")
+    act, sep, init = k.partition("-")
+    if not sep or init not in RECURRENT_INITIALIZERS or not act:
+        raise ExperimentError(
+            f"rnn config {key!r} is not '<activation>-<initializer>' (initializer one of "
+            f"{', '.join(RECURRENT_INITIALIZERS)}), 'gru' or 'lstm'; e.g. 'relu-identity'")
+    from rnnbook import models
+
+    try:
+        models.check_activation(act)
+    except models.ModelError as exc:
+        raise ExperimentError(f"rnn config {key!r}: {exc}") from None
+    return RnnSpec(k, "simple_rnn", act, init)
+
+
+def specs(keys: Iterable[str]) -> list[RnnSpec]:
+    """The specs of ``keys`` (at least one)."""
+    out = [parse_rnn_config(k) for k in keys]
+    if not out:
+        raise ExperimentError("no recurrent configuration given")
+    return out
+
+
+def role_label(role: str) -> str:
+    """The label of a role of :data:`ROLES` (``"irnn"`` -> ``"ReLU + identity (IRNN)"``)."""
+    return parse_rnn_config(ROLES[role]).label
+
+
+# ----------------------------------------------------------------------------- library facts
+
+
+def keras_simple_rnn_defaults() -> dict:
+    """Defaults of the installed ``keras.layers.SimpleRNN``, read from its signature."""
+    import keras
+
+    signature = inspect.signature(keras.layers.SimpleRNN.__init__)
+    return {name: p.default for name, p in signature.parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def tf1_cell_status() -> str:
+    """Whether TF1's ``BasicRNNCell`` can still be built in the installed TensorFlow (Markdown)."""
+    import tensorflow as tf
+
+    try:
+        tf.compat.v1.nn.rnn_cell.BasicRNNCell(4)
+    except Exception as exc:  # noqa: BLE001 - AttributeError/ImportError/ValueError by version
+        message = str(exc).replace("`", "").strip().rstrip(".") or type(exc).__name__
+        return f"not available in TensorFlow {tf.__version__}: {message}"
+    return f"available in TensorFlow {tf.__version__}, but deprecated"
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of the finite ``values`` (NaN bounds for fewer
+    than two).
+
+    Example:
+        >>> mean_ci([1.0, 2.0, 3.0])
+        (2.0, -0.484..., 4.484...)
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    mean = float(x.mean())
+    if x.size < 2:
+        return (mean, math.nan, math.nan)
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return (mean, mean - half, mean + half)
+
+
+def wilson_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float, float]:
+    """Share ``k / n`` and its Wilson score interval (NaN for ``n = 0``)."""
+    if n <= 0:
+        return (math.nan, math.nan, math.nan)
+    from scipy import stats
+
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarise(runs: pd.DataFrame, by, value: str = "accuracy") -> pd.DataFrame:
+    """One row per group: runs, diverged runs, mean ``value`` with its 95 % CI, min, max, chance."""
+    by = [by] if isinstance(by, str) else list(by)
+    rows = []
+    for keys, part in runs.groupby(by, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        mean, lo, hi = mean_ci(part[value])
+        rows.append({**dict(zip(by, keys)), "n_runs": len(part), "n_diverged": int(part["diverged"].sum()),
+                     "share_diverged": float(part["diverged"].mean()), "mean": mean, "ci_lo": lo, "ci_hi": hi,
+                     "min": float(part[value].min()), "max": float(part[value].max()),
+                     "chance": float(part["chance"].mean())})
+    return pd.DataFrame(rows)
+
+
+def value_at(summary: pd.DataFrame, label: str, column: str = "mean", **where) -> float:
+    """``column`` of the summary row of ``label`` (and ``where``), NaN if absent."""
+    mask = summary["label"] == label
+    for k, v in where.items():
+        mask &= summary[k] == v
+    part = summary[mask]
+    return float(part[column].iloc[0]) if len(part) else math.nan
+
+
+def beats_every_run(a, b) -> bool:
+    """True when every value of ``a`` is above every value of ``b`` (for 4 vs 4 runs a one-sided
+    rank test at p = 1/70)."""
+    return bool(len(a) and len(b) and np.min(a) > np.max(b))
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without its helper columns (those starting with ``_``)."""
+    return table[[c for c in table.columns if not c.startswith("_")]]
+
+
+def fmt_ci(mean: float, lo: float, hi: float, digits: int = 2) -> str:
+    """``"0.75 [0.30, 0.95]"``; the mean alone without bounds; ``"n/a"`` without a mean."""
+    if not np.isfinite(mean):
+        return "n/a"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def encoder_ceiling(epochs: int = 30, seed: int = 0) -> dict:
+    """The encoder's per-image test accuracy (:func:`rnnbook.criterion.encoder_ceiling`),
+    cached with the runs: the reference of every chapter's success criterion."""
+    from rnnbook import criterion, sweeps
+    from rnnbook.training import TrainConfig
+
+    return sweeps.cached_call("ceiling", criterion.ceiling_of, TrainConfig(epochs=int(epochs), seed=int(seed)))

@@ -1,0 +1,664 @@
+"""The chapter "When ReLU helps": memory across lags on the criterion protocol, the
+CNN-to-RNN interface as a factor, memorisation, and stability against learning rate and width.
+
+Every trained run follows :mod:`rnnbook.criterion`: fresh sequences for every batch, a
+validation check every ``check_every`` updates, success at ``target_fraction`` of the encoder's
+ceiling, a cap of ``max_updates`` (a run that hits it is *censored*), and one failure rule for
+every activation. :func:`results` computes every number of the chapter; the recommendations
+chapter reads them from there and never recomputes them.
+
+Decision rules (the chapter's text states them):
+
+* a configuration *succeeds* at a point (lag, interface level) in the share of seeds that
+  reached the criterion; the share carries a Wilson 95 % interval;
+* **reach** of a configuration = the largest lag at which at least :data:`REACH_SHARE` of its
+  seeds succeed (and every shorter lag of the grid too is not required);
+* A is **better** than B at a point when A's Wilson interval lies entirely above B's; A is
+  better overall when it is better at one point or more and worse at none; **ties** when
+  neither is better anywhere; **mixed** otherwise.
+
+Example:
+    >>> numbers = {"lags": [2, 5], "reach": {"tanh + orthogonal": {1.0: 5.0}}}
+    >>> further(5.0, 2.0)
+    'further than'
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+
+from rnnbook import sweeps
+from rnnbook.experiments.common import (ExperimentError, encoder_ceiling, fmt_ci, parse_rnn_config,
+                                        role_label, specs, wilson_interval)
+from rnnbook.training import TrainConfig
+
+#: Reach: the largest lag at which at least this share of a configuration's seeds succeed.
+REACH_SHARE = 0.75
+#: A pre-activation beyond this magnitude puts tanh in saturation (slope below 0.08).
+SATURATION = 2.0
+#: Names of the chapter's parameters (its ``parameters`` cell).
+PARAMS = ("seeds", "rnn_configs", "lags", "feature_scales", "max_updates", "check_every", "target_fraction",
+          "units", "batch_size", "learning_rate", "n_val", "n_test", "memo_lag", "memo_n_train",
+          "learning_rates", "clip_value", "stability_lag", "stability_scale", "stability_max_updates", "widths",
+          "width_learning_rate", "ceiling_epochs")
+
+
+def _pick(params: dict) -> dict:
+    missing = [n for n in PARAMS if n not in params]
+    if missing:
+        raise ExperimentError(f"missing parameter(s) {', '.join(missing)} of the relu chapter")
+    return {n: params[n] for n in PARAMS}
+
+
+# ----------------------------------------------------------------------------- grids
+
+
+def base_config(p: dict, target_acc: float) -> TrainConfig:
+    """The chapter's protocol: recall, Adam, fresh sequences, criterion with a cap."""
+    return TrainConfig(task="recall", n_train=64, n_val=int(p["n_val"]), n_test=int(p["n_test"]),
+                       units=int(p["units"]), batch_size=int(p["batch_size"]), optimizer="adam",
+                       learning_rate=float(p["learning_rate"]), max_updates=int(p["max_updates"]),
+                       check_every=int(p["check_every"]), target_acc=float(target_acc), stream="fresh")
+
+
+def at_lag(config: TrainConfig, lag: int) -> TrainConfig:
+    """``config`` recalling the first frame of ``T = lag + 1`` frames."""
+    if int(lag) < 1:
+        raise ExperimentError(f"lag={lag} must be >= 1")
+    return dataclasses.replace(config, seq_len=int(lag) + 1, lag=int(lag))
+
+
+def lag_grid(p: dict, target_acc: float) -> tuple[list[TrainConfig], list[str]]:
+    """Configuration x interface level x lag, and the legend label of each."""
+    base = base_config(p, target_acc)
+    configs, labels = [], []
+    for spec in specs(p["rnn_configs"]):
+        for scale in p["feature_scales"]:
+            for lag in p["lags"]:
+                configs.append(at_lag(spec.apply(base, feature_scale=float(scale)), lag))
+                labels.append(spec.label)
+    return configs, labels
+
+
+def memo_grid(p: dict, target_acc: float, key: str = "tanh-orthogonal") -> tuple[list[TrainConfig], list[str]]:
+    """One configuration at ``memo_lag`` on a fixed training set and on fresh sequences; never
+    stopped early (target 1.0), so both curves run to the cap."""
+    base = at_lag(parse_rnn_config(key).apply(base_config(p, 1.0), feature_scale=float(p["stability_scale"])),
+                  p["memo_lag"])
+    fixed = dataclasses.replace(base, stream="fixed", n_train=int(p["memo_n_train"]))
+    return [fixed, base], [f"fixed set of {int(p['memo_n_train'])}", "fresh sequences"]
+
+
+def lr_grid(p: dict, target_acc: float, keys=("tanh-orthogonal", "relu-orthogonal")):
+    """SGD (momentum 0.9) at every learning rate, without and with ``global_clipnorm``."""
+    base = at_lag(dataclasses.replace(base_config(p, target_acc), optimizer="sgd",
+                                      max_updates=int(p["stability_max_updates"]),
+                                      feature_scale=float(p["stability_scale"])), p["stability_lag"])
+    configs, labels = [], []
+    for spec in specs(keys):
+        for mode in ("none", "global_clipnorm"):
+            for lr in p["learning_rates"]:
+                configs.append(spec.apply(base, learning_rate=float(lr), clip_mode=mode,
+                                          clip_threshold=float(p["clip_value"]) if mode != "none" else 1.0))
+                labels.append(spec.label)
+    return configs, labels
+
+
+def width_grid(p: dict, target_acc: float, keys=("tanh-orthogonal", "relu-glorot_uniform")):
+    """Adam at ``width_learning_rate`` for every number of units."""
+    base = at_lag(dataclasses.replace(base_config(p, target_acc), learning_rate=float(p["width_learning_rate"]),
+                                      max_updates=int(p["stability_max_updates"]),
+                                      feature_scale=float(p["stability_scale"])), p["stability_lag"])
+    configs, labels = [], []
+    for spec in specs(keys):
+        for u in p["widths"]:
+            configs.append(spec.apply(base, units=int(u)))
+            labels.append(spec.label)
+    return configs, labels
+
+
+def plan(params: dict, target_acc: float = 0.9) -> list[TrainConfig]:
+    """Every training run of the chapter (seeds included), without running any: for
+    ``rnnbook build --dry-run``."""
+    p = _pick(params)
+    grids = [lag_grid(p, target_acc), memo_grid(p, target_acc), lr_grid(p, target_acc), width_grid(p, target_acc)]
+    return sweeps.with_seeds([c for configs, _ in grids for c in configs], p["seeds"])
+
+
+# ----------------------------------------------------------------------------- runs and statistics
+
+
+def run(configs, labels, seeds, desc) -> pd.DataFrame:
+    """Run (or load) a grid; one row per run with ``outcome``, ``success`` and ``updates``."""
+    runs = sweeps.run_sweep(configs, seeds, desc=desc, labels=labels)
+    runs["outcome"] = [r["outcome"] for r in runs["record"]]
+    runs["success"] = runs["outcome"] == "success"
+    runs["updates"] = [r["updates"] for r in runs["record"]]
+    runs["ever_above_chance"] = [above_chance_ever(r) for r in runs["record"]]
+    runs["accuracy"] = sweeps.accuracy_with_divergence(runs, "chance")
+    return runs
+
+
+def chance_bar(chance: float, n: int, z: float = 3.0) -> float:
+    """Accuracy a guessing classifier exceeds with probability about 0.1 % on ``n`` sequences:
+    chance plus ``z`` binomial standard errors."""
+    return float(chance + z * math.sqrt(chance * (1.0 - chance) / max(int(n), 1)))
+
+
+def above_chance_ever(record: dict) -> bool:
+    """True when some validation check of the run beat :func:`chance_bar`."""
+    bar = chance_bar(record["chance"], record["config"]["n_val"])
+    return bool(any(v > bar for v in record.get("check_val_acc", [])))
+
+
+def failed(runs: pd.DataFrame) -> pd.Series:
+    """The symmetric failure rule: diverged (NaN/Inf or loss blow-up), or never above chance."""
+    return runs["diverged"] | ~runs["ever_above_chance"]
+
+
+def success_table(runs: pd.DataFrame, by=("label", "feature_scale", "lag")) -> pd.DataFrame:
+    """Per point: seeds, successes, censored and diverged runs, success rate with its Wilson interval,
+    median updates to success."""
+    rows = []
+    for keys, part in runs.groupby(list(by), sort=False):
+        k, n = int(part["success"].sum()), len(part)
+        rate, lo, hi = wilson_interval(k, n)
+        done = part.loc[part["success"], "updates"]
+        rows.append({**dict(zip(by, keys)), "seeds": n, "successes": k,
+                     "censored": int((part["outcome"] == "censored").sum()),
+                     "diverged_runs": int(part["diverged"].sum()), "rate": rate, "lo": lo, "hi": hi,
+                     "median_updates": float(done.median()) if len(done) else math.nan})
+    return pd.DataFrame(rows)
+
+
+def reach(table: pd.DataFrame, label: str, scale: float) -> float:
+    """Largest lag at which at least :data:`REACH_SHARE` of ``label``'s seeds succeed at ``scale``
+    (NaN when at no lag)."""
+    part = table[(table["label"] == label) & (table["feature_scale"] == scale)]
+    ok = part.loc[part["rate"] >= REACH_SHARE, "lag"]
+    return float(ok.max()) if len(ok) else math.nan
+
+
+def reach_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Reach per configuration (rows) and interface level (columns), as text for the page."""
+    labels = list(dict.fromkeys(table["label"]))
+    scales = sorted(table["feature_scale"].unique(), reverse=True)
+    rows = []
+    for label in labels:
+        row = {"configuration": label}
+        for s in scales:
+            r = reach(table, label, s)
+            row[f"features x {s:g}"] = "none" if not np.isfinite(r) else f"{int(r)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_points(table: pd.DataFrame, a: str, b: str) -> str:
+    """'better', 'worse', 'ties' or 'mixed': ``a`` against ``b`` over every shared point, a point
+    counting when one Wilson interval lies entirely above the other."""
+    ta, tb = (table[table["label"] == x].set_index(["feature_scale", "lag"]) for x in (a, b))
+    shared = ta.index.intersection(tb.index)
+    if not len(shared):
+        return "not compared"
+    wins = int(sum(ta.loc[i, "lo"] > tb.loc[i, "hi"] for i in shared))
+    losses = int(sum(tb.loc[i, "lo"] > ta.loc[i, "hi"] for i in shared))
+    if wins and not losses:
+        return "better"
+    if losses and not wins:
+        return "worse"
+    return "ties" if not (wins or losses) else "mixed"
+
+
+def scale_effects(table: pd.DataFrame) -> list[str]:
+    """Where the interface level clearly changed a configuration's success rate: one phrase per
+    configuration and lag whose best and worst levels have Wilson intervals apart."""
+    found = []
+    for (label, lag), part in table.groupby(["label", "lag"], sort=False):
+        best, worst = part.loc[part["rate"].idxmax()], part.loc[part["rate"].idxmin()]
+        if best["lo"] > worst["hi"]:
+            found.append(f"{label} at lag {int(lag)} (x {best['feature_scale']:g}: {int(best['successes'])} of "
+                         f"{int(best['seeds'])}; x {worst['feature_scale']:g}: {int(worst['successes'])} of "
+                         f"{int(worst['seeds'])})")
+    return found
+
+
+def further(a: float, b: float) -> str:
+    """'further than', 'as far as' or 'less far than' (NaN = no lag reached)."""
+    a, b = np.nan_to_num(a, nan=-1.0), np.nan_to_num(b, nan=-1.0)
+    return "further than" if a > b else ("as far as" if a == b else "less far than")
+
+
+# ----------------------------------------------------------------------------- the interface at initialisation
+
+
+def input_drive(config: TrainConfig, n: int = 256) -> dict:
+    """How hard the inputs drive a SimpleRNN at initialisation, on ``n`` validation sequences:
+    the share of pre-activations ``a_t = x_t K + h_{t-1} W + b`` with ``|a| > 2``
+    (:data:`SATURATION`), and the median over steps ``t >= 1`` of the ratio of the input term's
+    norm ``||x_t K||`` to the recurrent term's norm ``||h_{t-1} W||``. NaN for gated cells."""
+    if config.cell != "simple_rnn":
+        return {"saturated_share": math.nan, "input_to_recurrent": math.nan, "feature_rms": math.nan}
+    import tensorflow as tf
+
+    from rnnbook import runtime
+
+    runtime.seed_everything(config.seed)
+    task = config.task_data(data_dir=None)
+    model = config.model(task.num_classes)
+    index = task.val.index[:n]
+    feats = model.indexed_features(tf.constant(index), tf.constant(task.val.bank))
+    cell = model.rnn.cell
+    x = tf.einsum("btf,fu->btu", feats, cell.kernel) + (cell.bias if cell.use_bias else 0.0)
+    h = tf.zeros((x.shape[0], cell.units))
+    saturated, ratios = [], []
+    for t in range(x.shape[1]):
+        r = tf.matmul(h, cell.recurrent_kernel)
+        a = x[:, t] + r
+        saturated.append(float(tf.reduce_mean(tf.cast(tf.abs(a) > SATURATION, tf.float32))))
+        if t:
+            ratios.append(float(tf.norm(x[:, t]) / tf.maximum(tf.norm(r), 1e-12)))
+        h = cell.activation(a)
+    return {"saturated_share": float(np.mean(saturated)),
+            "input_to_recurrent": float(np.median(ratios)) if ratios else math.nan,
+            "feature_rms": float(tf.sqrt(tf.reduce_mean(tf.square(feats))))}
+
+
+def drive_table(p: dict, lag: int) -> pd.DataFrame:
+    """:func:`input_drive` for every SimpleRNN configuration, interface level and seed at ``lag``."""
+    base = at_lag(base_config(p, 1.0), lag)
+    rows = []
+    for spec in specs(p["rnn_configs"]):
+        if spec.cell != "simple_rnn":
+            continue
+        for scale in p["feature_scales"]:
+            for seed in p["seeds"]:
+                cfg = spec.apply(base, feature_scale=float(scale), seed=int(seed))
+                rows.append({"label": spec.label, "feature_scale": float(scale), "seed": int(seed),
+                             **input_drive(cfg)})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the chapter's numbers
+
+
+def results(params: dict, ceiling: dict | None = None) -> dict:
+    """Every number, table and run of the chapter, from its parameters (cached runs load at once).
+
+    Keys: ``ceiling`` (the encoder's per-image test accuracy), ``target_acc``, ``lag``/``memo``/``lr``/
+    ``width`` (run tables), ``table`` (success per point), ``reach``, ``drive``, ``budget`` and
+    ``verdicts`` (see :func:`verdicts`).
+    """
+    p = _pick(params)
+    if not p["seeds"]:
+        raise ExperimentError("seeds must hold at least one seed")
+    ceiling = ceiling or encoder_ceiling(p["ceiling_epochs"])
+    target = round(float(p["target_fraction"]) * ceiling["test_acc"], 3)
+    out = {"params": p, "ceiling": ceiling, "target_acc": target}
+    out["lag"] = run(*lag_grid(p, target), p["seeds"], "relu: lags x interface")
+    out["memo"] = run(*memo_grid(p, target), p["seeds"], "relu: memorisation")
+    out["lr"] = run(*lr_grid(p, target), p["seeds"], "relu: learning rate")
+    out["width"] = run(*width_grid(p, target), p["seeds"], "relu: width")
+    out["table"] = success_table(out["lag"])
+    out["reach"] = reach_table(out["table"])
+    out["drive"] = drive_table(p, max(p["lags"]))
+    out["budget"] = budget(out["lag"], p)
+    out["numbers"] = numbers(out)
+    out["verdicts"] = verdicts(out["numbers"])
+    return out
+
+
+def budget(runs: pd.DataFrame, p: dict) -> dict:
+    """What the lag sweep spent: cap, checks, seeds, runs, censored, sequences seen."""
+    return {"max_updates": int(p["max_updates"]), "check_every": int(p["check_every"]),
+            "batch_size": int(p["batch_size"]), "n_seeds": len(p["seeds"]), "n_runs": len(runs),
+            "n_censored": int((runs["outcome"] == "censored").sum()),
+            "n_success": int(runs["success"].sum()), "n_diverged": int(runs["diverged"].sum()),
+            "max_sequences": int(p["max_updates"]) * int(p["batch_size"]),
+            "total_updates": int(runs["updates"].sum())}
+
+
+def _scales(table) -> list[float]:
+    return sorted(table["feature_scale"].unique(), reverse=True)
+
+
+def numbers(out: dict) -> dict:
+    """The plain numbers the prose and the recommendations quote."""
+    table, lag, p = out["table"], out["lag"], out["params"]
+    scales = _scales(table)
+    labels = list(dict.fromkeys(table["label"]))
+    tanh, relu, irnn = role_label("tanh"), role_label("relu"), role_label("irnn")
+    gated = [lab for lab in labels if lab in ("GRU", "LSTM")]
+    simple = [lab for lab in labels if lab not in gated]
+    n: dict = {"scales": scales, "scale_max": scales[0], "scale_min": scales[-1],
+               "lag_min": int(min(p["lags"])), "lag_max": int(max(p["lags"])), "labels": labels}
+    n["reach"] = {lab: {s: reach(table, lab, s) for s in scales} for lab in labels}
+    best_reach = {s: max([n["reach"][lab][s] for lab in simple if np.isfinite(n["reach"][lab][s])],
+                         default=math.nan) for s in scales}
+    n["best_simple_reach"] = best_reach
+    n["best_gated_reach"] = {s: max([n["reach"][lab][s] for lab in gated if np.isfinite(n["reach"][lab][s])],
+                                    default=math.nan) for s in scales}
+    n["relu_labels"] = [lab for lab in simple if lab.startswith("ReLU")]
+    n["relu_reach"] = {s: max([n["reach"][lab][s] for lab in n["relu_labels"] if np.isfinite(n["reach"][lab][s])],
+                              default=math.nan) for s in scales}
+    n["tanh_reach"] = {s: n["reach"].get(tanh, {}).get(s, math.nan) for s in scales}
+    n["compare"] = {lab: compare_points(table, lab, tanh) for lab in labels if lab != tanh and tanh in labels}
+    short = table[table["lag"] == n["lag_min"]]
+    n["short_compare"] = {lab: compare_points(short, lab, tanh) for lab in n["relu_labels"] if tanh in labels}
+    n["irnn_vs_gated"] = compare_points(table, irnn, gated[0]) if irnn in labels and gated else "not compared"
+    n["success_by_scale"] = {s: float(lag.loc[lag["feature_scale"] == s, "success"].mean()) for s in scales}
+    n["scale_effects"] = scale_effects(table)
+    n["n_points_succeeding"] = int((table["successes"] > 0).sum())
+    drive = out["drive"].groupby("feature_scale")[["saturated_share", "input_to_recurrent", "feature_rms"]].median()
+    n["drive"] = {float(s): row.to_dict() for s, row in drive.iterrows()}
+    memo = out["memo"]
+    n["memo"] = {lab: {"train": float(np.mean([r["check_train_acc"][-1] for r in part["record"]])),
+                       "val": float(np.mean([r["check_val_acc"][-1] for r in part["record"]]))}
+                 for lab, part in memo.groupby("label", sort=False)}
+    lr = out["lr"].assign(failed=failed(out["lr"]))
+    n["lr_fail"] = {(lab, mode): (int(part["failed"].sum()), len(part))
+                    for (lab, mode), part in lr.groupby(["label", "clip_mode"], sort=False)}
+    n["lr_success"] = {(lab, mode): int(part["success"].sum())
+                       for (lab, mode), part in lr.groupby(["label", "clip_mode"], sort=False)}
+    width = out["width"].assign(failed=failed(out["width"]))
+    n["width_fail"] = {(lab, int(u)): (int(part["failed"].sum()), len(part))
+                       for (lab, u), part in width.groupby(["label", "units"], sort=False)}
+    n["width_state"] = {(lab, int(u)): float(part["max_abs_state"].median())
+                        for (lab, u), part in width.groupby(["label", "units"], sort=False)}
+    return n
+
+
+def verdicts(n: dict) -> dict:
+    """Verdicts on the usual answer's claims from :func:`numbers`: each ``"supported"``,
+    ``"contradicted"`` or ``"not decided at this budget"`` with a Markdown reason."""
+    v = {}
+    scales, tanh = n["scales"], role_label("tanh")
+    # 1. ReLU trains about as well as tanh at short lags
+    short = list(n["short_compare"].values())
+    if not short:
+        v["relu_short"] = ("not decided at this budget", "The grid lacks tanh or every ReLU configuration.")
+    elif all(c in ("ties", "better") for c in short):
+        v["relu_short"] = ("supported", f"At lag {n['lag_min']} no ReLU configuration was worse than tanh at any "
+                           "interface level.")
+    elif all(c == "worse" for c in short):
+        v["relu_short"] = ("contradicted", f"At lag {n['lag_min']} every ReLU configuration was worse than tanh.")
+    else:
+        v["relu_short"] = ("not decided at this budget", f"At lag {n['lag_min']} the ReLU configurations "
+                           "differed: " + ", ".join(f"{k} {c} tanh" for k, c in n["short_compare"].items()) + ".")
+    # 2. ReLU remembers further than tanh (no vanishing gradient)
+    words = {s: further(n["relu_reach"][s], n["tanh_reach"][s]) for s in scales}
+    reached = [s for s in scales if np.isfinite(n["relu_reach"][s]) or np.isfinite(n["tanh_reach"][s])]
+    text = "; ".join(f"features x {s:g}: best ReLU {_lag(n['relu_reach'][s])}, tanh {_lag(n['tanh_reach'][s])}"
+                     for s in scales)
+    if not reached:
+        v["relu_memory"] = ("not decided at this budget", f"Neither reached any lag ({text}).")
+    elif all(words[s] == "further than" for s in reached):
+        v["relu_memory"] = ("supported", f"ReLU reached further at every level where either learned ({text}).")
+    elif all(words[s] != "further than" for s in reached):
+        v["relu_memory"] = ("contradicted", f"ReLU reached no further than tanh at any level ({text}).")
+    else:
+        v["relu_memory"] = ("not decided at this budget", f"It depends on the interface ({text}).")
+    # 3. gated cells reach further than simple RNNs
+    g, s_ = n["best_gated_reach"], n["best_simple_reach"]
+    gw = {s: further(g[s], s_[s]) for s in scales}
+    gtext = "; ".join(f"features x {s:g}: gated {_lag(g[s])}, simple {_lag(s_[s])}" for s in scales)
+    if all(w == "further than" for w in gw.values()):
+        v["gated"] = ("supported", f"The gated cell reached further at every interface level ({gtext}).")
+    elif all(w == "less far than" for w in gw.values()):
+        v["gated"] = ("contradicted", f"A simple RNN reached further at every level ({gtext}).")
+    else:
+        v["gated"] = ("not decided at this budget", f"Not at every interface level ({gtext}).")
+    # 4. the IRNN matches a gated cell (Le et al. 2015)
+    c = n["irnn_vs_gated"]
+    v["irnn"] = {"ties": ("supported", "The IRNN's success rates tie with the gated cell's at every point."),
+                 "better": ("supported", "The IRNN beat the gated cell at some point and lost at none."),
+                 "worse": ("contradicted", "The gated cell beat the IRNN at some point and lost at none."),
+                 "mixed": ("not decided at this budget", "Each beat the other somewhere."),
+                 }.get(c, ("not decided at this budget", "The grid lacks the IRNN or a gated cell."))
+    # 5. ReLU is less stable without clipping (symmetric failure rule, SGD sweep)
+    relu_l = next((lab for (lab, mode) in n["lr_fail"] if lab.startswith("ReLU")), None)
+    if relu_l is None or (tanh, "none") not in n["lr_fail"]:
+        v["relu_unstable"] = ("not decided at this budget", "The learning-rate sweep lacks tanh or ReLU.")
+    else:
+        (kr, nr), (kt, nt) = n["lr_fail"][(relu_l, "none")], n["lr_fail"][(tanh, "none")]
+        why = f"Unclipped SGD runs failed: {relu_l} {kr} of {nr}, tanh {kt} of {nt}."
+        v["relu_unstable"] = (("supported", why) if kr > kt else ("contradicted", why) if kr < kt
+                              else ("not decided at this budget", why))
+    # 6. the interface scale decides whether a configuration learns to remember
+    effects = n["scale_effects"]
+    if len(scales) < 2:
+        v["interface"] = ("not decided at this budget", "Only one interface level.")
+    elif effects:
+        v["interface"] = ("supported", "The feature scale changed the success rate clearly (Wilson intervals "
+                          "apart) for " + "; ".join(effects) + ".")
+    elif n["n_points_succeeding"]:
+        v["interface"] = ("contradicted", "No configuration's success rate changed clearly with the feature scale.")
+    else:
+        v["interface"] = ("not decided at this budget", "Nothing reached the criterion.")
+    return v
+
+
+def _lag(x: float) -> str:
+    return "no lag" if not np.isfinite(x) else f"lag {int(x)}"
+
+
+def verdict_md(verdict: tuple[str, str]) -> str:
+    """``("supported", why)`` -> ``"**supported**. why"``."""
+    word, why = verdict
+    return f"**{word}**. {why}"
+
+
+def drive_display(drive: pd.DataFrame) -> pd.DataFrame:
+    """The input-drive table for the page: one row per configuration and interface level (medians)."""
+    med = drive.groupby(["label", "feature_scale"], sort=False)[
+        ["feature_rms", "saturated_share", "input_to_recurrent"]].median().reset_index()
+    return med.rename(columns={"label": "configuration", "feature_scale": "feature scale",
+                               "feature_rms": "feature RMS", "saturated_share": "share |a| > 2",
+                               "input_to_recurrent": "‖x K‖ / ‖h W‖"})
+
+
+def success_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The success table for the data download and the page."""
+    t = table.copy()
+    t["success rate [95% CI]"] = [fmt_ci(r, lo, hi) for r, lo, hi in zip(t["rate"], t["lo"], t["hi"])]
+    return t
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def fig_interface_scale(table: pd.DataFrame, target_acc: float):
+    """Success rate (Wilson 95 % interval) against the lag, one panel per interface level, one
+    line per configuration."""
+    import matplotlib.pyplot as plt
+
+    from rnnbook import plots
+
+    plots.set_style()
+    scales = _scales(table)
+    labels = list(dict.fromkeys(table["label"]))
+    fig, axes = plt.subplots(1, len(scales), figsize=(3.3 * len(scales) + 1.8, 3.8), sharey=True, squeeze=False)
+    for ax, s in zip(axes[0], scales):
+        part = table[table["feature_scale"] == s]
+        for i, lab in enumerate(labels):
+            d = part[part["label"] == lab].sort_values("lag")
+            style = plots.config_style(lab) if hasattr(plots, "config_style") else {}
+            jitter = 1 + 0.03 * (i - (len(labels) - 1) / 2)
+            ax.errorbar(d["lag"] * jitter, d["rate"], yerr=[d["rate"] - d["lo"], d["hi"] - d["rate"]],
+                        label=lab, capsize=2, lw=1.4, ms=5, **{k: v for k, v in style.items()
+                                                                 if k in ("color", "marker", "linestyle")})
+        ax.set_xscale("log")
+        lags = sorted(part["lag"].unique())
+        ax.set_xticks(lags)
+        ax.set_xticklabels([str(int(v)) for v in lags])
+        ax.minorticks_off()
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"features x {s:g}")
+        ax.set_xlabel("time lag (frames; T = lag + 1)")
+    axes[0][0].set_ylabel(f"share of seeds reaching val. acc. {target_acc:.2f}")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    return _close(fig)
+
+
+def fig_updates_to_success(runs: pd.DataFrame, cap: int):
+    """Updates to the criterion per configuration and interface level; censored runs drawn at the
+    cap as open markers."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from rnnbook import plots
+
+    plots.set_style()
+    d = runs.assign(interface=runs["feature_scale"].map(lambda s: f"x {s:g}"),
+                    status=np.where(runs["success"], "reached the criterion",
+                                    np.where(runs["diverged"], "diverged", "censored at the cap")))
+    fig, ax = plt.subplots(figsize=(9.0, 4.0))
+    sns.stripplot(data=d, x="label", y="updates", hue="status", dodge=True, jitter=0.25, size=4, ax=ax,
+                  hue_order=["reached the criterion", "censored at the cap", "diverged"],
+                  palette={"reached the criterion": "#0173b2", "censored at the cap": "#949494",
+                           "diverged": "#d55e00"})
+    ax.axhline(cap, ls="--", lw=1, color="0.4")
+    ax.text(ax.get_xlim()[1], cap, " cap", va="center", ha="left", fontsize=8, color="0.3")
+    ax.set_xlabel("")
+    ax.set_ylabel("updates")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    return _close(fig)
+
+
+def memo_curves(memo: pd.DataFrame) -> pd.DataFrame:
+    """Long frame of the memorisation runs: updates, split (train/validation), accuracy."""
+    rows = []
+    for _, r in memo.iterrows():
+        rec = r["record"]
+        for u, tr, va in zip(rec["check_updates"], rec["check_train_acc"], rec["check_val_acc"]):
+            rows.append({"label": r["label"], "seed": r["seed"], "updates": u, "split": "training batches",
+                         "accuracy": tr})
+            rows.append({"label": r["label"], "seed": r["seed"], "updates": u, "split": "validation",
+                         "accuracy": va})
+    return pd.DataFrame(rows)
+
+
+def fig_memorisation(curves: pd.DataFrame, chance: float):
+    """Training-batch and validation accuracy against updates, on a fixed set and on fresh sequences."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from rnnbook import plots
+
+    plots.set_style()
+    labels = list(dict.fromkeys(curves["label"]))
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels) + 1.5, 3.6), sharey=True, squeeze=False)
+    for ax, lab in zip(axes[0], labels):
+        sns.lineplot(data=curves[curves["label"] == lab], x="updates", y="accuracy", hue="split", style="split",
+                     markers=True, errorbar=("ci", 95), n_boot=200, seed=0, ax=ax,
+                     palette={"training batches": "#de8f05", "validation": "#0173b2"})
+        ax.axhline(chance, ls=":", lw=1, color="0.4")
+        ax.set_title(lab)
+        ax.set_ylim(0, 1.02)
+        if ax is not axes[0][-1]:
+            ax.get_legend().remove()
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    return _close(fig)
+
+
+def fig_stability(lr: pd.DataFrame, width: pd.DataFrame):
+    """Left: share of failed runs (symmetric rule) against the SGD learning rate, without and
+    with clipping; right: the same against the width (Adam)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from rnnbook import plots
+
+    plots.set_style()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 3.8))
+    d = lr.assign(failed=failed(lr).astype(float),
+                  setting=lr["label"] + np.where(lr["clip_mode"] == "none", ", no clipping", ", clipped"))
+    sns.pointplot(data=d, x="learning_rate", y="failed", hue="setting", errorbar=None, dodge=0.3, ax=ax1,
+                  markers=["o", "s", "^", "D"][: d["setting"].nunique()])
+    ax1.set_xlabel("SGD learning rate (momentum 0.9)")
+    ax1.set_ylabel("share of runs failed")
+    ax1.set_ylim(-0.03, 1.03)
+    ax1.legend(fontsize=7, loc="upper left")
+    w = width.assign(failed=failed(width).astype(float))
+    sns.pointplot(data=w, x="units", y="failed", hue="label", errorbar=None, dodge=0.2, ax=ax2, markers=["o", "s"])
+    ax2.set_xlabel("hidden units (Adam)")
+    ax2.set_ylabel("share of runs failed")
+    ax2.set_ylim(-0.03, 1.03)
+    ax2.legend(fontsize=7, loc="upper left")
+    return _close(fig)
+
+
+# ----------------------------------------------------------------------------- what the page glues
+
+
+def page_values(out: dict) -> dict:
+    """Every value the chapter's prose pastes, by glue key (strings are Markdown)."""
+    n, b, p, v = out["numbers"], out["budget"], out["params"], out["verdicts"]
+    scales = n["scales"]
+    vals = {
+        "ceiling": out["ceiling"]["test_acc"], "ceiling_epochs": out["ceiling"]["epochs"],
+        "target_fraction": float(p["target_fraction"]), "target_acc": out["target_acc"],
+        "config_list": "; ".join(f"**{lab}**" for lab in n["labels"]),
+        "n_seeds": b["n_seeds"], "cap": b["max_updates"], "check_every": b["check_every"],
+        "batch_used": b["batch_size"], "max_sequences": b["max_sequences"], "n_runs_lag": b["n_runs"],
+        "n_censored": b["n_censored"], "n_success": b["n_success"], "n_diverged_lag": b["n_diverged"],
+        "total_updates": b["total_updates"], "n_val_used": int(p["n_val"]), "n_test_used": int(p["n_test"]),
+        "lr_used": f"`{float(p['learning_rate']):g}`", "reach_share": REACH_SHARE,
+        "lag_list": ", ".join(str(int(x)) for x in p["lags"]),
+        "scale_list": ", ".join(f"{s:g}" for s in scales), "scale_max": scales[0], "scale_min": scales[-1],
+        "saturation": SATURATION, "lag_max": n["lag_max"], "lag_min": n["lag_min"],
+        "memo_lag": int(p["memo_lag"]), "memo_n_train": int(p["memo_n_train"]),
+        "stability_lag": int(p["stability_lag"]), "stability_scale": float(p["stability_scale"]),
+        "stability_cap": int(p["stability_max_updates"]),
+        "lr_list": ", ".join(f"{float(x):g}" for x in p["learning_rates"]),
+        "clip_used": f"`global_clipnorm={float(p['clip_value']):g}`",
+        "width_list": ", ".join(str(int(u)) for u in p["widths"]),
+        "width_lr": f"`{float(p['width_learning_rate']):g}`",
+    }
+    for i, s in enumerate((scales[0], scales[-1])):
+        tag = ("big", "small")[i]
+        d = n["drive"].get(float(s), {})
+        vals[f"drive_sat_{tag}"] = 100 * d.get("saturated_share", math.nan)
+        vals[f"drive_ratio_{tag}"] = d.get("input_to_recurrent", math.nan)
+        vals[f"drive_rms_{tag}"] = d.get("feature_rms", math.nan)
+        vals[f"success_{tag}"] = n["success_by_scale"][s]
+    for key, verdict in v.items():
+        vals[f"verdict_{key}"] = verdict_md(verdict)
+        vals[f"word_{key}"] = verdict[0]
+    memo = n["memo"]
+    for lab, tag in ((f"fixed set of {int(p['memo_n_train'])}", "fixed"), ("fresh sequences", "fresh")):
+        vals[f"memo_train_{tag}"] = memo.get(lab, {}).get("train", math.nan)
+        vals[f"memo_val_{tag}"] = memo.get(lab, {}).get("val", math.nan)
+    vals["lr_fail_text"] = "; ".join(f"{lab}, {'no clipping' if mode == 'none' else 'clipped'}: {k} of {m}"
+                                     for (lab, mode), (k, m) in n["lr_fail"].items())
+    vals["width_fail_text"] = "; ".join(f"{lab} at {u} units: {k} of {m}"
+                                        for (lab, u), (k, m) in n["width_fail"].items())
+    return vals
+
+
+def figure_data(out: dict) -> dict:
+    """The tidy data behind each figure and table of the chapter, by its key (one row per plotted
+    point or per run), for the page's "Data" downloads."""
+    run_cols = ["label", "feature_scale", "lag", "seed", "outcome", "updates", "diverged", "test_acc_last_good"]
+    stab_cols = ["label", "learning_rate", "clip_mode", "clip_threshold", "units", "seed", "outcome", "updates",
+                 "diverged", "ever_above_chance"]
+    return {"tbl-interface-drive": out["drive"], "fig-interface-scale": out["table"], "tbl-reach": out["table"],
+            "fig-updates-to-success": out["lag"][run_cols], "fig-memorisation": memo_curves(out["memo"]),
+            "fig-lr-stability": pd.concat([out["lr"].assign(sweep="learning rate"),
+                                           out["width"].assign(sweep="width")])[["sweep", *stab_cols]]}
+
+
+def all_runs(out: dict) -> pd.DataFrame:
+    """Every run of the chapter, one row each, with the sweep it belongs to."""
+    return pd.concat([out[k].assign(sweep=k) for k in ("lag", "memo", "lr", "width")], ignore_index=True)
