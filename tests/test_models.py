@@ -152,3 +152,21 @@ def test_keras_baseline_matches_for_gated_cells(cell):
     m = _perturbed(models.build_model(cell=cell, **SMALL))
     x, _ = batch(b=2, t=4, seed=5)
     np.testing.assert_allclose(m.keras_baseline()(x).numpy(), m(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell, initializer, gain", [
+    ("simple_rnn", "identity", 2.0), ("gru", "glorot_uniform", 1.5), ("lstm", "orthogonal", 0.5)])
+def test_reinitialize_gives_exactly_the_weights_of_a_fresh_build(cell, initializer, gain):
+    args = dict(cell=cell, units=6, conv_filters=(4, 8), num_classes=5)
+    model = _perturbed(models.build_model(seed=5, **args))  # trained-looking weights, biases included
+    models.reinitialize(model, 2, initializer, gain)
+    fresh = models.build_model(seed=2, recurrent_initializer=initializer, recurrent_gain=gain, **args)
+    for a, b in zip(model.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = models.build_model(seed=3, recurrent_initializer=initializer, recurrent_gain=gain, **args)
+    assert not np.array_equal(model.get_weights()[0], other.get_weights()[0])  # the seed matters
+
+
+def test_reinitialize_refuses_a_foreign_model():
+    with pytest.raises(ModelError, match="build_model"):
+        models.reinitialize(keras.Sequential([keras.layers.Dense(2)]), 0)

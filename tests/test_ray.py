@@ -136,3 +136,22 @@ def test_ctrl_c_keeps_the_finished_runs(local_ray, tmp_path, monkeypatch):
     runs = sweeps.run_sweep(GRID, seeds=seeds, cache_dir=cache, executor=executor)
     assert len(runs) == 8 and not runs["failed"].any()
     assert len(list((marks / "again").iterdir())) == 8 - 2
+
+
+def test_a_lost_cluster_stops_the_sweep_with_the_finished_runs_cached(local_ray, tmp_path, monkeypatch):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    real_wait, waits = ray.wait, []
+
+    def wait_then_lose(*args, **kwargs):
+        waits.append(1)
+        if len(waits) == 2:
+            raise ConnectionError("GCS unreachable")
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(ray, "wait", wait_then_lose)
+    executor = sweeps.RayExecutor(trainer=_slow_fake(marks, 0.0))
+    with pytest.raises(sweeps.SweepError, match=r"lost the Ray cluster after 1 of 4 run\(s\) "
+                                                r"\(ConnectionError: GCS unreachable\).*build again to resume"):
+        sweeps.run_sweep(GRID, seeds=[0, 1], cache_dir=tmp_path / "runs", executor=executor)
+    assert len(list((tmp_path / "runs").iterdir())) == 1

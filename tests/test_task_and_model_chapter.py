@@ -27,7 +27,24 @@ def test_results_describe_the_run(task):
         assert marked[:, 0].all() and not marked[:, 1:].any()
         assert res.task["task_label"].endswith("(the first frame)")
     fig = task_and_model.fig_example_sequences(res.task_data, res.examples)
-    assert len(fig.axes) == 2 * 5
+    drawn = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(drawn) == 2 * 5 and all(len(ax.images) == 1 for ax in drawn)
+    boxed = sum(ax.spines["left"].get_visible() for ax in drawn)
+    assert boxed == int(marked.sum())
+    frames = task_and_model.example_frames(res.task_data, res.examples)
+    assert len(frames) == 2 * 5 and list(frames["t"][:5]) == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(frames["label_depends_on_frame"].to_numpy(), marked.ravel())
+    np.testing.assert_array_equal(frames["label"].to_numpy(), np.repeat(res.examples.labels[:2], 5))
+
+
+def test_long_sequences_wrap_within_the_content_width():
+    res = task_and_model.results(task="recall", **{**SMALL, "seq_len": 45})
+    fig = task_and_model.fig_example_sequences(res.task_data, res.examples)
+    drawn = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(drawn) == 2 * 45  # every frame, on 3 lines of at most 20 per sequence
+    assert len(fig.axes) == 2 * 3 * 20
+    assert fig.get_size_inches()[0] <= task_and_model.MAX_FIGURE_INCHES
+    assert [ax.get_title() for ax in drawn[:3]] == ["0", "1", "2"] and drawn[44].get_title() == "44"
 
 
 def test_chapter_params_names_what_is_missing():

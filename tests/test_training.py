@@ -145,3 +145,38 @@ def test_exploding_relu_irnn_diverges_without_raising(data_dir):
     bad = r["steps"]["loss"][r["diverged_step"]], r["steps"]["grad_norm"][r["diverged_step"]]
     assert not all(map(math.isfinite, bad))
     assert all(map(math.isfinite, r["steps"]["loss"][: r["diverged_step"]]))
+
+
+def test_runs_reuse_model_and_traces_and_match_fresh_runs(data_dir):
+    """A run that differs only in seed and learning rate re-initialises the previous run's model
+    instead of rebuilding it, retraces nothing (not even for a partial last batch), and gives
+    exactly the numbers of a fresh run; validation and test share one traced evaluation step."""
+    cfg = dataclasses.replace(TINY, n_train=12)  # batches of 8 and 4
+    later = dataclasses.replace(cfg, seed=3, learning_rate=3e-3, recurrent_initializer="identity")
+    training._ready.clear()
+    fresh = training.train(later, data_dir=data_dir)
+    training._ready.clear()
+    training.train(cfg, data_dir=data_dir)
+    (parts,) = training._ready.values()
+    trainer, evaluator = parts.steppers["train"], parts.steppers["val"]
+    assert evaluator is parts.steppers["test"]
+    counts = trainer.tracing_count(), evaluator.tracing_count()
+    assert counts == (2, 1)  # gradient step + update; one evaluation step
+    reused = training.train(later, data_dir=data_dir)
+    assert list(training._ready.values()) == [parts]
+    assert (trainer.tracing_count(), evaluator.tracing_count()) == counts
+    assert reused["steps"] == fresh["steps"]
+    assert reused["epoch_val_acc"] == fresh["epoch_val_acc"] and reused["test_acc"] == fresh["test_acc"]
+    assert reused["steps"]["loss"] != runs_loss(cfg, data_dir)
+
+
+def runs_loss(cfg, data_dir):
+    return training.train(cfg, data_dir=data_dir)["steps"]["loss"]
+
+
+def test_a_different_layout_gets_its_own_model(data_dir):
+    training._ready.clear()
+    training.train(TINY, data_dir=data_dir)
+    training.train(dataclasses.replace(TINY, units=8), data_dir=data_dir)
+    assert len(training._ready) == 2
+    assert len({id(p.model) for p in training._ready.values()}) == 2

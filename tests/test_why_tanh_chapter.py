@@ -1,19 +1,30 @@
 """The chapter "Why tanh is the default" (:mod:`rnnbook.experiments.why_tanh`) and the probes
 it shares with the gradients chapter (:mod:`rnnbook.experiments.probes`).
 
-Fast tests check the module on small inputs; the slow one reads the chapter as the session's
+Fast tests check the module on small inputs against independent computations and count
+what each figure draws against its data; the slow one reads the chapter as the session's
 quick build executed it and checks that every figure and table anchor and every value the
-prose refers to is glued and non-empty (not what the values are).
+prose refers to is glued, pastes no empty or NaN value, and publishes its data (CSV) with a
+caption link (not what the values are).
 """
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import inspect
 
-import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from conftest import assert_chapter_glue, referenced
-from rnnbook import models
-from rnnbook.experiments import probes, why_tanh
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import rnnbook  # noqa: F401,E402  (quiets TensorFlow first)
+import keras  # noqa: E402
+from conftest import assert_chapter_glue, referenced  # noqa: E402
+from rnnbook import models  # noqa: E402
+from rnnbook.experiments import probes, why_tanh  # noqa: E402
+from rnnbook.experiments.common import activation_label  # noqa: E402
+from test_figures_drawn import bars, data_lines, legend_labels  # noqa: E402
 
 DOC = "chapters/why_tanh"
 ANCHORS = ["tbl-defaults", "fig-activations", "fig-state-growth", "fig-state-sign", "tbl-activation-properties"]
@@ -37,8 +48,13 @@ def test_activation_properties_and_defaults():
     assert props.loc["tanh", "range"] == "(-1, 1)" and props.loc["ReLU", "range"] == "(0, +inf)"
     table = why_tanh.defaults_table()
     assert table.shape[1] == 4 and "activation" in table.index
-    words = why_tanh.library_words()
-    assert table.iloc[:, 0]["activation"] == repr(words["keras_activation"].strip("`"))
+    installed = table.iloc[:, 0]
+    assert installed["activation"] == "'tanh'"
+    signature = inspect.signature(keras.layers.SimpleRNN).parameters  # read here, not through the module
+    assert installed["recurrent kernel"] == signature["recurrent_initializer"].default == "orthogonal"
+    assert installed["input kernel"] == signature["kernel_initializer"].default
+    assert installed["unroll"] == f"unroll={signature['unroll'].default}"
+    assert why_tanh.library_words()["keras_activation"] == "`tanh`"
     curves = why_tanh.activation_curves(["tanh", "linear"], np.linspace(-1, 1, 5))
     assert set(curves["activation"]) == {"tanh", "linear"} and curves["slope"].notna().all()
 
@@ -60,8 +76,31 @@ def test_measure_and_grid(probe):
     assert (s["decay_rate"] <= s["pascanu_bound"] * (1 + 1e-6)).all()
     lags = res["lags"]
     assert set(lags["lag"]) == set(range(5))
-    assert np.allclose(lags.loc[lags["lag"] == 0, "rel_grad_norm"], 1.0)
+    for _, group in lags.groupby(["activation", "initializer", "gain", "input_scale", "seed"]):
+        at_end = group.loc[group["lag"] == 0, "grad_norm"].iloc[0]
+        np.testing.assert_allclose(group["rel_grad_norm"], group["grad_norm"] / at_end, rtol=1e-12)
     assert (res["states"].query("activation == 'tanh'")["state_max_abs"] <= 1.0).all()
+
+
+def test_a_linear_rnn_with_half_the_identity_halves_the_gradient_per_step(probe):
+    rnn = probes.recurrent_layer("linear", "identity", 0.5, seed=0, units=8, n_features=probe.n_features)
+    np.testing.assert_allclose(rnn.cell.recurrent_kernel.numpy(), 0.5 * np.eye(8), atol=1e-7)
+    lags, _, summary = probes.measure(rnn, probe.head, probe.features, probe.labels)
+    np.testing.assert_allclose(lags["rel_grad_norm"], 0.5 ** lags["lag"].to_numpy(), rtol=1e-5)
+    assert summary["decay_rate"] == pytest.approx(0.5, rel=1e-5)
+    assert summary["pascanu_bound"] == pytest.approx(0.5, rel=1e-5)  # sigma_max 0.5, gamma 1
+
+
+def _states_by_hand(rnn, features, activation):
+    """The SimpleRNN's states, h_t = s(x_t K + b + h_{t-1} R), computed with NumPy."""
+    kernel, recurrent, bias = (np.asarray(w, np.float64) for w in rnn.get_weights())
+    x = np.asarray(features, np.float64)
+    s = np.tanh if activation == "tanh" else (lambda a: np.maximum(a, 0.0))
+    h, out = np.zeros((x.shape[0], kernel.shape[1])), []
+    for t in range(x.shape[1]):
+        h = s(x[:, t] @ kernel + bias + h @ recurrent)
+        out.append(h)
+    return np.stack(out, axis=1)
 
 
 def test_sign_stats(probe):
@@ -69,7 +108,15 @@ def test_sign_stats(probe):
     relu = signs.set_index("activation").loc["relu"]
     assert relu["feature_negative"] == 0.0 and relu["state_negative"] == 0.0
     for _, r in signs.iterrows():
-        assert r["state_positive"] + r["state_zero"] + r["state_negative"] == pytest.approx(1.0)
+        rnn = probes.recurrent_layer(r["activation"], "orthogonal", 1.0, seed=0, units=8,
+                                     n_features=probe.n_features)
+        h = _states_by_hand(rnn, probe.features, r["activation"])
+        tol = 3 / h.size  # float32 against float64: a near-zero entry may flip
+        assert r["state_positive"] == pytest.approx(np.mean(h > 1e-7), abs=tol)
+        assert r["state_negative"] == pytest.approx(np.mean(h < -1e-7), abs=tol)
+        assert r["state_zero"] == pytest.approx(np.mean(np.abs(h) <= 1e-7), abs=tol)
+        step = np.diff(h, axis=1)
+        assert r["state_decreases"] == pytest.approx(np.mean(step < -1e-7), abs=3 / step.size)
     shares, moves = why_tanh.sign_long(signs)
     assert np.allclose(shares.groupby(["quantity", "seed"])["share"].sum(), 1.0)
     assert np.allclose(moves.groupby(["activation", "seed"])["share"].sum(), 1.0)
@@ -104,17 +151,74 @@ def test_verdicts_follow_the_numbers(results):
     assert "rarely" in why_tanh.verdicts(n)["verdict_sign"]
 
 
-def test_figures_draw(results):
-    import matplotlib
+def test_fig_activations_draws_each_curve(results):
+    fig = why_tanh.fig_activations(results.curves)
+    names = list(dict.fromkeys(results.curves["activation"]))
+    n_x = results.curves["x"].nunique()
+    value_ax, slope_ax = fig.axes
+    for ax, column in ((value_ax, "value"), (slope_ax, "slope")):
+        lines = data_lines(ax, n_points=n_x)
+        assert len(lines) == len(names)
+        for line, name in zip(lines, names):
+            expected = results.curves.loc[results.curves["activation"] == name, column].to_numpy()
+            np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-12)
+    assert legend_labels(value_ax) == names
+    assert fig.get_size_inches()[0] <= 9.0
 
-    figs = [why_tanh.fig_activations(results.curves), why_tanh.fig_state_growth(results.states),
-            why_tanh.fig_state_sign(results.signs)]
-    assert all(isinstance(f, matplotlib.figure.Figure) and f.axes for f in figs)
+
+def test_fig_state_growth_draws_one_line_per_gain_and_activation(results):
+    states = results.states
+    fig = why_tanh.fig_state_growth(states)
+    acts, gains = list(dict.fromkeys(states["activation"])), sorted(states["gain"].unique())
+    n_t = states["t"].nunique()
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == 2 * len(acts) and fig.get_size_inches()[0] <= 9.0
+    size_axes = [ax for ax in shown if "size of the state" in ax.get_title()]
+    dead_axes = [ax for ax in shown if ax.get_title().endswith("dead units")]
+    for act, ax, ax_dead in zip(acts, size_axes, dead_axes):
+        assert ax.get_title().startswith(activation_label(act))
+        for axis, column in ((ax, "state_rms"), (ax_dead, "dead_units")):
+            lines = data_lines(axis, n_points=n_t)
+            assert len(lines) == len(gains)
+            means = states[states["activation"] == act].groupby(["gain", "t"])[column].mean()
+            for line, gain in zip(lines, gains):
+                np.testing.assert_allclose(line.get_ydata(), means.loc[gain].to_numpy(), rtol=1e-9)
+    assert legend_labels(size_axes[-1]) == [probes.gain_label(g) for g in gains]
+
+
+def test_fig_state_sign_draws_each_share(results):
+    fig = why_tanh.fig_state_sign(results.signs)
+    shares, moves = why_tanh.sign_long(results.signs)
+    top, bottom = fig.axes
+    quantities = list(dict.fromkeys(shares["quantity"]))
+    assert [t.get_text() for t in top.get_yticklabels()] == quantities
+    expected = shares.groupby(["sign", "quantity"])["share"].mean()
+    widths = [p.get_width() for p in bars(top)]
+    assert len(widths) == 3 * len(quantities)
+    np.testing.assert_allclose(widths, [expected[(s, q)] for s in ("negative", "zero", "positive")
+                                        for q in quantities], atol=1e-12)
+    acts = list(dict.fromkeys(moves["activation"]))
+    heights = [p.get_height() for p in bars(bottom)]
+    expected = moves.groupby(["direction", "activation"])["share"].mean()
+    np.testing.assert_allclose(heights, [expected[(d, a)] for d in ("down", "unchanged", "up") for a in acts],
+                               atol=1e-12)
+    assert fig.get_size_inches()[0] <= 9.0
+
+
+def test_figure_data_has_one_row_per_plotted_point(results):
+    data = why_tanh.figure_data(results)
+    assert len(data["fig-activations"]) == len(results.curves)
+    assert len(data["fig-state-growth"]) == len(results.states)
+    shares, moves = why_tanh.sign_long(results.signs)
+    assert len(data["fig-state-sign"]) == len(shares) + len(moves)
+    assert list(data["tbl-defaults"]["setting"])[:1] == ["activation"]
+    assert list(data["tbl-activation-properties"]["activation"]) == list(results.properties.index)
 
 
 @pytest.mark.slow
 def test_chapter_glues_its_figures_and_values(quick_book):
     nb = quick_book.notebooks([DOC])[DOC]
     values = assert_chapter_glue(nb, DOC, ANCHORS, forbid=("nan", "''"))
-    for key in referenced(nb):
-        assert values[key].get("text/plain", "").strip() != "nan", f"{DOC}: {key} is NaN"
+    for anchor in ANCHORS:  # every figure and table publishes its data and links it in its caption
+        assert f"{anchor}-data" in referenced(nb), f"{DOC}: the caption of {anchor} has no data link"
+        assert f"rnnbook-file:{anchor}.csv" in values, f"{DOC}: {anchor} publishes no CSV"

@@ -3,13 +3,16 @@
 ``python -m rnnbook.bench`` measures in one process, same data, batch size and initial
 weights:
 
-* sequences per second of the book's path (CNN once per distinct image, fast
-  SimpleRNN recurrence, :class:`rnnbook.training.Stepper`) and of the baseline
-  (``TimeDistributed`` CNN + ``SimpleRNN`` + ``Dense``, ``model.fit``) at several T,
-  and their ratio;
+* sequences per second of the book's path (CNN and input projection once per distinct
+  image, fast recurrence, :class:`rnnbook.training.Stepper`) and of the baseline
+  (``TimeDistributed`` CNN + ``SimpleRNN``/``GRU``/``LSTM`` + ``Dense``, ``model.fit``),
+  timed interleaved over several repeats; the speedup is the median of the per-repeat
+  ratios, its spread half their range;
+* the bound deduplication alone gives (frames per batch over distinct images per batch);
+* the fixed cost of a run (the wall time of a one-update :func:`rnnbook.training.train`);
 * the achieved GFLOP/s of the book's path beside the machine's measured peak for a
   large matrix product and for the model's own convolutions;
-* how time per epoch grows with T (the exponent of a power-law fit).
+* how time per epoch grows with T (the exponent of a power-law fit, T >= 20).
 
 ``--json`` prints one JSON object instead of the table.
 """
@@ -67,24 +70,31 @@ def conv_peak_gflops(model, images: int = 4096, repeats: int = 3) -> float:
 
 def step_flops(model, distinct: int, batch: int, seq_len: int) -> float:
     """FLOPs of one training step of the book's path (forward + backward ~ 3x forward):
-    the CNN on the distinct images, the input projection of each distinct image, and the
-    recurrence over ``batch x seq_len`` frames."""
+    the CNN on the distinct images, the input projection of every gate for each distinct
+    image, and the recurrent products over ``batch x seq_len`` frames."""
     cell = model.rnn.cell
-    features, units = cell.kernel.shape
-    forward = (conv_flops_per_image(model) * distinct + 2.0 * features * units * distinct
-               + 2.0 * units * units * batch * seq_len)
+    features, gate_units = cell.kernel.shape  # gate_units: units x gates (1, 3 or 4)
+    forward = (conv_flops_per_image(model) * distinct + 2.0 * features * gate_units * distinct
+               + 2.0 * cell.units * gate_units * batch * seq_len)
     return 3.0 * forward
 
 
-def measure(seq_len: int, batch_size: int | None = None, steps: int = 6, units: int = 64, seed: int = 0) -> dict:
-    """Time the book's path and the Keras baseline at one sequence length
-    (``batch_size`` defaults to the book's training batch size)."""
+#: Cells whose speedup is measured beside SimpleRNN, and the length they are measured at.
+GATED_CELLS = ("gru", "lstm")
+GATED_SEQ_LEN = 100
+
+
+def measure(seq_len: int, batch_size: int | None = None, steps: int = 8, units: int = 64, seed: int = 0,
+            cell: str = "simple_rnn", repeats: int = 5) -> dict:
+    """Time the book's path and the Keras baseline at one sequence length, interleaved:
+    ``repeats`` rounds of one epoch of ``steps`` batches each, book then Keras, after one
+    warm-up round (``batch_size`` defaults to the book's training batch size)."""
     import keras
 
     from rnnbook import clipping, training
 
     batch_size = batch_size or training_batch_size()
-    cfg = training.TrainConfig(seq_len=seq_len, n_train=batch_size * steps, n_val=8, n_test=8,
+    cfg = training.TrainConfig(seq_len=seq_len, n_train=batch_size * steps, n_val=8, n_test=8, cell=cell,
                                units=units, batch_size=batch_size, seed=seed)
     task = cfg.task_data(data_dir=None)
     model = cfg.model(task.num_classes)
@@ -104,62 +114,108 @@ def measure(seq_len: int, batch_size: int | None = None, steps: int = 6, units: 
     def keras_epoch():
         baseline.fit(frames, labels, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
 
-    book = _timed(book_epoch, 2)
-    base = _timed(keras_epoch, 1 if seq_len >= 400 else 2)
+    book_times, keras_times = [], []
+    for round_ in range(repeats + 1):
+        times = [_seconds(book_epoch), _seconds(keras_epoch)]
+        if round_:  # the first round traces and warms up
+            book_times.append(times[0])
+            keras_times.append(times[1])
+    ratios = np.array(keras_times) / np.array(book_times)
+    book, base = float(np.median(book_times)), float(np.median(keras_times))
     n = len(labels)
     distinct = float(np.mean([len(np.unique(index[s])) for s in batches]))
     return {
+        "cell": cell,
         "seq_len": seq_len,
         "batch_size": batch_size,
         "sequences": n,
+        "repeats": repeats,
         "seq_per_s": n / book,
         "baseline_seq_per_s": n / base,
-        "speedup": base / book,
+        "speedup": float(np.median(ratios)),
+        "speedup_spread": float(np.ptp(ratios) / 2),
         "distinct_images_per_batch": distinct,
         "frames_per_batch": batch_size * seq_len,
+        "dedup_bound": batch_size * seq_len / distinct,
         "gflops": step_flops(model, distinct, batch_size, seq_len) * len(batches) / book / 1e9,
         "_model": model,
     }
 
 
-def run(seq_lens=(20, 100, 400), batch_size: int | None = None, steps: int = 6) -> dict:
-    """Every measurement, as one JSON-ready dict."""
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run_overhead(seq_len: int = 10, batch_size: int | None = None, units: int = 64, repeats: int = 5) -> float:
+    """Median wall time (s) of a whole :func:`rnnbook.training.train` call with one update and
+    one-batch validation and test sets: a run's fixed cost. Each repeat changes the seed; one
+    warm-up run of the same shapes comes first."""
+    import dataclasses
+
+    from rnnbook import training
+
+    batch_size = batch_size or training_batch_size()
+    cfg = training.TrainConfig(seq_len=seq_len, n_train=batch_size, n_val=batch_size, n_test=batch_size,
+                               epochs=1, units=units, batch_size=batch_size)
+    task = cfg.task_data(data_dir=None)
+    times = [_seconds(lambda: training.train(dataclasses.replace(cfg, seed=seed), task=task))
+             for seed in range(repeats + 1)]
+    return float(np.median(times[1:]))
+
+
+def run(seq_lens=(10, 20, 100, 400), batch_size: int | None = None, steps: int = 8, repeats: int = 5,
+        units: int = 64, gated_seq_len: int = GATED_SEQ_LEN, peaks: bool = True) -> dict:
+    """Every measurement, as one JSON-ready dict (``peaks=False`` skips the peak GFLOP/s runs)."""
     from rnnbook import runtime
 
     runtime.configure()
     batch_size = batch_size or training_batch_size()
-    rows = [measure(t, batch_size, steps) for t in seq_lens]
-    model = rows[0].pop("_model")
-    for r in rows[1:]:
+    rows = [measure(t, batch_size, steps, units, repeats=repeats) for t in seq_lens]
+    rows += [measure(gated_seq_len, batch_size, steps, units, cell=c, repeats=repeats) for c in GATED_CELLS]
+    model = rows[0]["_model"]
+    for r in rows:
         r.pop("_model")
-    seconds_per_epoch = [r["sequences"] / r["seq_per_s"] for r in rows]
-    exponent = float(np.polyfit(np.log(seq_lens), np.log(seconds_per_epoch), 1)[0])
+    simple = [r for r in rows if r["cell"] == "simple_rnn"]
+    fitted = [r for r in simple if r["seq_len"] >= 20] if sum(r["seq_len"] >= 20 for r in simple) >= 2 else simple
+    seconds_per_epoch = [r["sequences"] / r["seq_per_s"] for r in fitted]
+    exponent = float(np.polyfit(np.log([r["seq_len"] for r in fitted]), np.log(seconds_per_epoch), 1)[0])
     result = {
         "rows": rows,
-        "peak_matmul_gflops": matmul_peak_gflops(),
-        "peak_conv_gflops": conv_peak_gflops(model),
+        "peak_matmul_gflops": matmul_peak_gflops() if peaks else float("nan"),
+        "peak_conv_gflops": conv_peak_gflops(model) if peaks else float("nan"),
         "time_exponent_T": exponent,
         "batch_size": batch_size,
+        "repeats": repeats,
+        "run_overhead_s": run_overhead(min(seq_lens), batch_size, units, repeats),
+        "run_overhead_seq_len": min(seq_lens),
     }
     for r in rows:
+        name = "" if r["cell"] == "simple_rnn" else f"{r['cell']}_"
         t = r["seq_len"]
-        result[f"speedup_T{t}"] = r["speedup"]
-        result[f"seq_per_s_T{t}"] = r["seq_per_s"]
-        result[f"baseline_seq_per_s_T{t}"] = r["baseline_seq_per_s"]
-        result[f"gflops_T{t}"] = r["gflops"]
+        result[f"speedup_{name}T{t}"] = r["speedup"]
+        result[f"speedup_{name}T{t}_spread"] = r["speedup_spread"]
+        result[f"seq_per_s_{name}T{t}"] = r["seq_per_s"]
+        result[f"baseline_seq_per_s_{name}T{t}"] = r["baseline_seq_per_s"]
+        result[f"gflops_{name}T{t}"] = r["gflops"]
+        if not name:
+            result[f"dedup_bound_T{t}"] = r["dedup_bound"]
     return result
 
 
 def table(result: dict) -> str:
     """The measurements as a table for people."""
-    lines = [f"{'T':>5} {'book seq/s':>11} {'Keras seq/s':>12} {'speedup':>8} {'distinct/frames':>16} {'GFLOP/s':>8}"]
+    lines = [f"{'cell':>10} {'T':>5} {'book seq/s':>11} {'Keras seq/s':>12} {'speedup':>14} {'dedup bound':>11} "
+             f"{'GFLOP/s':>8}"]
     for r in result["rows"]:
-        lines.append(f"{r['seq_len']:>5} {r['seq_per_s']:>11.1f} {r['baseline_seq_per_s']:>12.1f} "
-                     f"{r['speedup']:>7.1f}x {r['distinct_images_per_batch']:>7.0f}/{r['frames_per_batch']:<8} "
+        lines.append(f"{r['cell']:>10} {r['seq_len']:>5} {r['seq_per_s']:>11.1f} {r['baseline_seq_per_s']:>12.1f} "
+                     f"{r['speedup']:>6.1f}x +-{r['speedup_spread']:<5.1f} {r['dedup_bound']:>10.1f}x "
                      f"{r['gflops']:>8.1f}")
-    lines.append(f"batch size {result['batch_size']}; peak: matmul 2048^3 {result['peak_matmul_gflops']:.0f} GFLOP/s, "
-                 f"model convolutions {result['peak_conv_gflops']:.0f} GFLOP/s; "
-                 f"time per epoch ~ T^{result['time_exponent_T']:.2f}")
+    lines.append(f"batch size {result['batch_size']}, {result['repeats']} interleaved repeats; peak: matmul 2048^3 "
+                 f"{result['peak_matmul_gflops']:.0f} GFLOP/s, model convolutions {result['peak_conv_gflops']:.0f} "
+                 f"GFLOP/s; time per epoch ~ T^{result['time_exponent_T']:.2f}; fixed cost of a run "
+                 f"{result['run_overhead_s']:.2f} s (T = {result['run_overhead_seq_len']})")
     return "\n".join(lines)
 
 
@@ -173,17 +229,24 @@ def training_batch_size() -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnbook.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--seq-lens", type=int, nargs="+", default=[20, 100, 400], metavar="T",
-                        help="sequence lengths to measure (default: 20 100 400)")
+    parser.add_argument("--seq-lens", type=int, nargs="+", default=[10, 20, 100, 400], metavar="T",
+                        help="SimpleRNN sequence lengths to measure (default: 10 20 100 400)")
+    parser.add_argument("--gated-seq-len", type=int, default=GATED_SEQ_LEN, metavar="T",
+                        help="sequence length of the GRU and LSTM measurements (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=training_batch_size(),
                         help="sequences per batch (default: the book's training default, %(default)s)")
-    parser.add_argument("--steps", type=int, default=6, help="training steps per timed epoch (default: 6)")
+    parser.add_argument("--steps", type=int, default=8, help="training steps per timed epoch (default: 8)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (default: 5)")
+    parser.add_argument("--units", type=int, default=64, help="recurrent units (default: 64)")
+    parser.add_argument("--no-peaks", action="store_true", help="skip the peak GFLOP/s measurements")
     args = parser.parse_args(argv)
-    if min(args.seq_lens) < 1 or args.batch_size < 1 or args.steps < 1:
-        parser.error("--seq-lens, --batch-size and --steps must be positive integers")
+    if min(args.seq_lens + [args.gated_seq_len, args.batch_size, args.steps, args.repeats, args.units]) < 1:
+        parser.error("--seq-lens, --gated-seq-len, --batch-size, --steps, --repeats and --units must be "
+                     "positive integers")
     if len(set(args.seq_lens)) < 2:
         parser.error("--seq-lens needs at least two different lengths to fit the time exponent")
-    result = run(tuple(args.seq_lens), args.batch_size, args.steps)
+    result = run(tuple(args.seq_lens), args.batch_size, args.steps, args.repeats, args.units, args.gated_seq_len,
+                 peaks=not args.no_peaks)
     if args.json:
         json.dump({k: v for k, v in result.items()}, sys.stdout, indent=2, default=float)
         print()

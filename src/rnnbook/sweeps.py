@@ -387,12 +387,16 @@ class RayExecutor:
                         record = failed_record(configs[i], cause if isinstance(cause, BaseException)
                                                else str(cause))
                     done(i, record)
-        except BaseException:
+        except BaseException as exc:
             for ref in pending:
                 try:
                     ray.cancel(ref, force=True)
                 except Exception:  # noqa: BLE001  (the cluster may be gone)
                     pass
+            if isinstance(exc, Exception):  # not Ctrl-C: the cluster is gone
+                raise SweepError(f"lost the Ray cluster after {len(configs) - len(pending)} of {len(configs)} "
+                                 f"run(s) ({type(exc).__name__}: {exc}); the finished runs are cached, "
+                                 "build again to resume") from exc
             raise
         print(f"ray: {len(configs)} run(s) finished on {len(self.nodes)} node(s)",
               file=self.log or sys.__stderr__, flush=True)

@@ -103,6 +103,24 @@ def pilot_config(params: dict) -> TrainConfig:
                                max_updates=p["pilot_updates"], check_every=p["pilot_updates"], target_acc=1.0)
 
 
+def plan(params: dict) -> list[TrainConfig]:
+    """Every training run of the chapter (seeds applied), for ``rnnbook build --dry-run``. The
+    thresholds of the clipped runs depend on the pilot's average norm, which only the pilot
+    measures: they are counted here at a norm of 1 (so the count and cost are right, but a
+    cache check cannot find them before the pilot has run)."""
+    p = pick(params)
+    cfg = exploding_config(p)
+    multiples = sorted({float(m) for m in p["clip_multiples"]} | {float(p["clip_multiple"])})
+    rates = sorted({float(x) for x in p["clip_learning_rates"]} | {cfg.learning_rate})
+    configs = [pilot_config(p)]
+    configs += [dataclasses.replace(cfg, clip_mode="global_clipnorm", clip_threshold=m) for m in multiples]
+    configs += [dataclasses.replace(cfg, learning_rate=x) for x in rates]
+    configs += [cfg]  # the matched-step control
+    configs += [dataclasses.replace(cfg, clip_mode=m, clip_threshold=1.0) for m in p["clip_modes"]
+                if m not in ("none", "global_clipnorm")]
+    return sweeps.with_seeds(configs, p["seeds"])
+
+
 def parameter_counts(config: TrainConfig) -> tuple[int, int]:
     """``(trainable variables, trainable parameters)`` of the model of ``config``."""
     model = config.model(10)

@@ -19,13 +19,44 @@ import seaborn as sns
 
 from rnnbook import clipping, diagnostics, models, plots, runtime, training
 from rnnbook.experiments import probes as pr
-from rnnbook.experiments.common import EDGE_BAND, activation_label, config_label
-from rnnbook.experiments.why_tanh import compared
+from rnnbook.experiments.common import EDGE_BAND, config_label
+from rnnbook.experiments.why_tanh import DISCUSSED, compared
 
 #: The chapter's parameters, as its ``parameters`` cell names them.
 PARAMS = ("seq_len", "units", "activations", "recurrent_initializers", "recurrent_gains", "n_probe", "seeds",
           "train_gains", "n_train", "epochs", "batch_size", "learning_rate", "input_scales")
 STAGES = ("at initialisation", "after training")
+#: The recurrent initializers the prose names one by one (the Keras default, the IRNN's, TF1's).
+PROSE_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform")
+#: What the page says instead of a number the parameters leave undefined (a configuration
+#: that is not in the grid, a share of no points).
+NOT_MEASURED = "not measured with these parameters"
+
+
+def optional_values() -> dict[str, str]:
+    """The prose's values that a parameter set can leave undefined, by glue key, with the
+    template the page shows them in (:func:`page_values` pastes :data:`NOT_MEASURED` instead)."""
+    out = {}
+    for init in PROSE_INITIALIZERS:
+        for act in DISCUSSED:
+            out.update({f"rate_{act}_{init}_mid": "{:.3f}", f"rate_{act}_{init}_hi": "{:.3f}",
+                        f"tight_{act}_{init}": "{:.2f}"})
+        out[f"typical_err_{init}"] = "{:.0f} %"
+    out.update({key: "{:.2f}" for key in ("glorot_sigma_over_gain", "glorot_rms_over_gain", "relu_active",
+                                          "relu_edge_gain", "relu_ratio_fraction", "relu_ratio_sqrt")})
+    out.update({"share_vanish_when_below": "{:.0f} %", "share_explode_when_above": "{:.0f} %",
+                "irnn_before": "{:.3f}", "irnn_after": "{:.3f}"})
+    return out
+
+
+def prose_number(value, template: str = "{:g}") -> str:
+    """``value`` in ``template`` (e.g. ``"{:.0f} %"``), or :data:`NOT_MEASURED` when it is
+    missing, NaN or infinite."""
+    try:
+        finite = value is not None and bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        finite = False
+    return template.format(float(value)) if finite else NOT_MEASURED
 
 
 def names(labels) -> str:
@@ -216,9 +247,13 @@ def _pascanu_numbers(summary, activations, initializers):
     nums["glorot_rms_over_gain"] = float((gl["rms_gain"] / gl["gain"]).mean()) if len(gl) else float("nan")
     ro = ok[(ok["activation"] == "relu") & (ok["initializer"] == "orthogonal")]
     active = ro["active_fraction"]
-    nums.update({"relu_active": float(active.mean()), "relu_edge_gain": float(1 / np.sqrt(active.mean())),
-                 "relu_ratio_fraction": float(np.median(ro["decay_rate"] / (ro["sigma_max"] * active))),
-                 "relu_ratio_sqrt": float(np.median(ro["decay_rate"] / (ro["sigma_max"] * np.sqrt(active))))})
+    if len(ro):
+        nums.update({"relu_active": float(active.mean()), "relu_edge_gain": float(1 / np.sqrt(active.mean())),
+                     "relu_ratio_fraction": float(np.median(ro["decay_rate"] / (ro["sigma_max"] * active))),
+                     "relu_ratio_sqrt": float(np.median(ro["decay_rate"] / (ro["sigma_max"] * np.sqrt(active))))})
+    else:  # ReLU + orthogonal is not in the grid: the page says so (optional_values)
+        nums.update(dict.fromkeys(("relu_active", "relu_edge_gain", "relu_ratio_fraction", "relu_ratio_sqrt"),
+                                  float("nan")))
     return nums
 
 
@@ -302,6 +337,14 @@ def results(seq_len, units, activations, recurrent_initializers, recurrent_gains
     return Results(numbers, words, res["lags"], res["summary"], trained, scaled, marks)
 
 
+def page_values(res: Results) -> dict:
+    """Every value the chapter's prose pastes, by glue key: the numbers, the words, the
+    verdicts, and the values of :func:`optional_values` as text (words where undefined)."""
+    values = {**res.numbers, **res.words, **verdicts(res.numbers)}
+    values.update({key: prose_number(res.numbers.get(key), template) for key, template in optional_values().items()})
+    return values
+
+
 def verdicts(numbers: dict) -> dict[str, str]:
     """The claims, worded from the numbers (Markdown)."""
     worse, n_inits = numbers["relu_worse_hi"], numbers["n_inits"]
@@ -328,34 +371,56 @@ def verdicts(numbers: dict) -> dict[str, str]:
 # ----------------------------------------------------------------------------- figures
 
 
+#: Panels side by side at most in the gradient-by-lag figure (more initializers wrap).
+MAX_PANEL_COLUMNS = 3
+
+
+def _legend_below(fig, ax, ncol: int, title=None) -> None:
+    """Move ``ax``'s legend under the whole figure (so the figure stays narrow)."""
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+    legend.remove()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, title=title,
+               fontsize=8, frameon=False)
+
+
 def fig_grad_vs_lag(lags: pd.DataFrame, value: str = "rel_grad_norm"):
-    """Relative gradient norm against lag on a log axis: rows activation, columns recurrent
-    initializer, one line per gain, 95 % CI band over seeds."""
+    """Relative gradient norm against lag on a log axis: one panel per activation and recurrent
+    initializer (at most :data:`MAX_PANEL_COLUMNS` side by side), one line per gain, 95 % CI
+    band over seeds; the gains' legend under the figure."""
     acts = list(dict.fromkeys(lags["activation"]))
     inits = list(dict.fromkeys(lags["initializer"]))
     df = pr.with_gain_label(lags)
     pal = pr.gain_palette(df["gain"])
-    fig, axes = plots.grid_figure(len(acts), len(inits), 3.6 * len(inits), 3.0 * len(acts) + 0.4,
-                            sharex=True, sharey=True)
+    ncols = min(len(inits), MAX_PANEL_COLUMNS)
+    per_act = -(-len(inits) // ncols)
+    nrows = len(acts) * per_act
+    fig, axes = plots.grid_figure(nrows, ncols, 2.9 * ncols + 0.3, 2.7 * nrows + 0.3, sharex=True, sharey=True)
     positive = df.loc[df[value] > 0, value]
     lo = max(float(positive.min()) if len(positive) else 1e-12, 1e-12)
     hi = float(np.nanmax(df[value].replace(np.inf, np.nan))) if len(df) else 1.0
+    for ax in axes.flat:
+        ax.set_visible(False)
     for i, act in enumerate(acts):
         for j, init in enumerate(inits):
-            ax = axes[i, j]
+            r, c = i * per_act + j // ncols, j % ncols
+            ax = axes[r, c]
+            ax.set_visible(True)
             part = df[(df["activation"] == act) & (df["initializer"] == init)]
             part = part[part[value] > 0]
             sns.lineplot(data=part, x="lag", y=value, hue="gain_label", palette=pal, errorbar=("ci", 95),
-                         n_boot=300, seed=0, ax=ax, legend=(i == 0 and j == len(inits) - 1))
+                         n_boot=300, seed=0, ax=ax, legend=(i == 0 and j == 0))
             ax.set_yscale("log")
             ax.set_ylim(lo / 2, max(hi * 2, 2.0))
             ax.axhline(1.0, ls="--", lw=1, color="0.35")
             ax.set_title(config_label(act, init), fontsize=10)
-            ax.set_xlabel("lag k" if i == len(acts) - 1 else "")
-            ax.set_ylabel("‖∂L/∂h_{T-k}‖ / ‖∂L/∂h_T‖" if j == 0 else "")
-    if axes[0, -1].get_legend() is not None:
-        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1.0), title="recurrent gain")
-    return plots.finish(fig)
+            ax.set_xlabel("lag k" if r == nrows - 1 else "")
+            ax.set_ylabel("‖∂L/∂h_{T-k}‖ / ‖∂L/∂h_T‖" if c == 0 else "")
+    fig = plots.finish(fig)
+    _legend_below(fig, axes[0, 0], ncol=len(pal), title="recurrent gain")
+    return fig
 
 
 def row_order(df: pd.DataFrame) -> list[str]:
@@ -378,15 +443,24 @@ def fig_grad_heatmap(lags: pd.DataFrame, value: str = "rel_grad_norm"):
     return plots.finish(fig)
 
 
+def _config_styles(labels) -> tuple[dict, dict]:
+    """``({label: colour}, {label: marker})``: the book's style of each configuration
+    (:func:`rnnbook.plots.config_style`), spare ones for the others."""
+    labels = list(dict.fromkeys(labels))
+    return plots.palette(labels), plots.markers(labels)
+
+
 def fig_pascanu(summary: pd.DataFrame):
     """Measured per-step gradient rate against Pascanu et al.'s bound ``sigma_max * gamma``
     (left) and against the typical rate ``rms singular value * rms slope`` (right).
-    One point per configuration and seed; the diagonal is equality."""
+    One point per configuration (colour and marker), gain (size) and seed; the diagonal is
+    equality; the legend under the figure."""
     df = summary[np.isfinite(summary["decay_rate"]) & (summary["decay_rate"] > 0)].copy()
-    df["recurrent gain"] = df["gain"].map(pr.gain_label)
+    df["recurrent gain"] = df["gain"]
     df = df.rename(columns={"config": "configuration"})
-    pal = plots.palette(df["configuration"].unique())
-    fig, axes = plots.grid_figure(1, 2, 11.0, 4.6)
+    pal, marks = _config_styles(df["configuration"])
+    gains = sorted(df["recurrent gain"].unique())
+    fig, axes = plots.grid_figure(1, 2, 9.0, 4.4)
     panels = (("pascanu_bound", "bound σ_max(R) · γ  (Pascanu et al.)"),
               ("typical_rate", "typical rate  (‖R‖_F/√U) · rms s'(a)"))
     values = np.concatenate([df["decay_rate"], df["pascanu_bound"], df["typical_rate"]])
@@ -398,7 +472,8 @@ def fig_pascanu(summary: pd.DataFrame):
         ax.axhline(1, ls="--", lw=1, color="0.5")
         ax.axvline(1, ls="--", lw=1, color="0.5")
         sns.scatterplot(data=df, x=column, y="decay_rate", hue="configuration", palette=pal,
-                        style="recurrent gain", s=45, alpha=0.85, ax=ax, legend=(k == 1))
+                        style="configuration", markers=marks, size="recurrent gain", sizes=(25, 90),
+                        size_order=gains, alpha=0.85, ax=ax, legend=(k == 0))
         ax.set_xscale("log")
         ax.set_yscale("log")
         subs = (1, 2, 5) if hi / lo < 100 else None
@@ -409,68 +484,83 @@ def fig_pascanu(summary: pd.DataFrame):
         ax.set_xlabel(label)
         ax.set_ylabel("measured per-step rate of ‖∂L/∂h_{T-k}‖" if k == 0 else "")
     axes[0, 0].set_title("the worst-case bound")
-    axes[0, 0].text(lo * 1.1, hi / 1.15, "above the diagonal: forbidden by the bound", fontsize=8, va="top")
+    axes[0, 0].text(lo * 1.1, hi / 1.15, "above the diagonal:\nforbidden by the bound", fontsize=8, va="top")
     axes[0, 1].set_title("the typical rate")
-    axes[0, 1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    return plots.finish(fig)
+    fig = plots.finish(fig)
+    _legend_below(fig, axes[0, 0], ncol=3)
+    return fig
 
 
 def fig_after_training(lags: pd.DataFrame, summary: pd.DataFrame):
-    """Top: relative gradient against lag after the short training (solid) and at
-    initialisation (dashed), one panel per trained gain. Bottom: the per-step rate
-    before and after, per configuration (bars: mean, ticks: range over seeds)."""
+    """Per trained gain, top: relative gradient against lag after the short training (solid)
+    and at initialisation (dashed); bottom: the per-step rate before and after, per
+    configuration (bars: mean, ticks: range over seeds). Two gains side by side at most."""
     gains = sorted(lags["gain"].unique())
     pal = plots.palette(lags["config"].unique())
     stages = list(STAGES)
-    fig, axes = plots.grid_figure(2, len(gains), 5.6 * len(gains), 8.0)
+    n_configs = lags["config"].nunique()
+    fig, pairs = pr.paired_panels(len(gains), 4.3, 4.6 + 0.35 * n_configs, max_cols=2)
     df = lags[lags["rel_grad_norm"] > 0].rename(columns={"config": "configuration"})
-    for j, gain in enumerate(gains):
-        ax = axes[0, j]
+    for j, (gain, (ax, ax_rate)) in enumerate(zip(gains, pairs)):
         part = df[df["gain"] == gain]
         sns.lineplot(data=part, x="lag", y="rel_grad_norm", hue="configuration", palette=pal, style="stage",
                      style_order=stages[::-1], errorbar=("ci", 95), n_boot=300, seed=0, ax=ax,
-                     legend=(j == len(gains) - 1))
+                     legend=(j == 0))
         ax.set_yscale("log")
         ax.axhline(1.0, ls="--", lw=1, color="0.35")
         ax.set_title(f"recurrent gain {gain:g} at initialisation")
         ax.set_xlabel("lag k")
-        ax.set_ylabel("‖∂L/∂h_{T-k}‖ / ‖∂L/∂h_T‖" if j == 0 else "")
-        ax = axes[1, j]
+        ax.set_ylabel("‖∂L/∂h_{T-k}‖ / ‖∂L/∂h_T‖" if j % 2 == 0 else "")
         s = summary[(summary["gain"] == gain) & np.isfinite(summary["decay_rate"])]
         sns.barplot(data=s, y="config", x="decay_rate", hue="stage", hue_order=stages,
                     palette={"at initialisation": "0.7", "after training": "#029e73"},
-                    errorbar=("pi", 100), ax=ax, orient="h")
-        ax.axvline(1.0, ls="--", lw=1, color="0.2")
-        ax.set_xlabel("per-step rate of the gradient norm (1 = the edge)")
-        ax.set_ylabel("")
-        if j == len(gains) - 1:
-            sns.move_legend(ax, "center left", bbox_to_anchor=(1.02, 0.5), title=None, fontsize=8)
-        else:
-            ax.get_legend().remove()
-    legend = axes[0, -1].get_legend()
-    if legend is not None:
-        sns.move_legend(axes[0, -1], "center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, title=None)
-    return plots.finish(fig)
+                    errorbar=("pi", 100), ax=ax_rate, orient="h", legend=(j == 0))
+        ax_rate.axvline(1.0, ls="--", lw=1, color="0.2")
+        ax_rate.set_xlabel("per-step rate of the gradient norm\n(1 = the edge)")
+        ax_rate.set_ylabel("")
+        if j % 2:
+            ax_rate.set_yticklabels([])
+    if pairs:
+        ax, ax_rate = pairs[0]
+        lines, bars_legend = ax.get_legend(), ax_rate.get_legend()
+        handles = list(lines.legend_handles) if lines else []
+        labels = [t.get_text() for t in lines.get_texts()] if lines else []
+        if bars_legend is not None:
+            handles += [h for h in bars_legend.legend_handles]
+            labels += [f"rate {t.get_text()} (bars)" for t in bars_legend.get_texts()]
+            bars_legend.remove()
+        if lines is not None:
+            lines.remove()
+    fig = plots.finish(fig)
+    if pairs and handles:
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8,
+                   frameon=False)
+    return fig
 
 
 def fig_input_scale(summary: pd.DataFrame, marks: dict | None = None):
     """Against the factor multiplying the CNN features: the per-step gradient rate, the mean
-    slope ``|s'(a)|`` and the RMS state at the last step, per activation (95 % CI over
-    seeds). ``marks`` ({label: scale}) draws labelled vertical lines."""
-    df = summary.assign(label=summary["activation"].map(activation_label))
-    pal = plots.palette(df["label"].unique())
-    fig, axes = plots.grid_figure(1, 3, 13.0, 3.9)
+    slope ``|s'(a)|`` and the RMS state at the last step, per configuration (its colour,
+    marker and line style; 95 % CI over seeds), on a 2 x 2 grid whose fourth cell holds the
+    legend. ``marks`` ({label: scale}) draws labelled vertical lines."""
+    df = summary.assign(label=[config_label(a, i) for a, i in zip(summary["activation"], summary["initializer"])])
+    levels = list(dict.fromkeys(df["label"]))
+    pal = plots.palette(levels)
+    fig, axes = plots.grid_figure(2, 2, 8.4, 6.6)
     panels = (("decay_rate", "per-step rate of ‖∂L/∂h_{T-k}‖", False),
               ("mean_slope", "mean slope |s'(a)|", False),
               ("state_rms_last", "RMS state ‖h_T‖/√U", True))
-    for k, (ax, (column, label, logy)) in enumerate(zip(axes[0], panels)):
+    for k, (ax, (column, label, logy)) in enumerate(zip(axes.flat, panels)):
         part = df[np.isfinite(df[column])]
-        sns.lineplot(data=part, x="input_scale", y=column, hue="label", palette=pal, errorbar=("ci", 95),
-                     n_boot=300, seed=0, marker="o", ax=ax, legend=(k == 0))
+        sns.lineplot(data=part, x="input_scale", y=column, hue="label", palette=pal, style="label",
+                     style_order=levels, markers=plots.markers(levels), dashes=plots.dashes(levels),
+                     errorbar=("ci", 95), n_boot=300, seed=0, ax=ax, legend=(k == 0))
         ax.set_xscale("log")
+        plots.plain_log_ticks(ax, "x")
         if logy:
             ax.set_yscale("log")
-        ax.set_xlabel("input scale (× the CNN features at initialisation)")
+            plots.plain_log_ticks(ax, "y")
+        ax.set_xlabel("input scale (× the CNN features)")
         ax.set_ylabel(label)
         for name, x in (marks or {}).items():
             if np.isfinite(x):
@@ -478,5 +568,55 @@ def fig_input_scale(summary: pd.DataFrame, marks: dict | None = None):
                 ax.text(x, 0.98, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top",
                         rotation=90, ha="right")
     axes[0, 0].axhline(1.0, ls="--", lw=1, color="0.5")
-    axes[0, 0].legend(title=None)
+    legend_ax = axes[1, 1]
+    legend_ax.axis("off")
+    legend = axes[0, 0].get_legend()
+    if legend is not None:
+        handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+        legend.remove()
+        legend_ax.legend(handles, labels, loc="center", title="configuration", frameon=False)
     return plots.finish(fig)
+
+
+# ----------------------------------------------------------------------------- the data behind the page
+
+
+_CONFIG = ["activation", "initializer", "config", "gain", "seed"]
+
+
+def figure_data(res: Results) -> dict[str, pd.DataFrame]:
+    """The tidy data behind each figure of the chapter, by its key (one row per plotted point
+    and seed), for the page's "Data" downloads. Rates are per step of lag, gradient norms
+    relative to the last step (lag 0), states per unit (``||h|| / sqrt(U)``)."""
+    lag_cols = [*_CONFIG, "lag", "grad_norm", "rel_grad_norm"]
+    heat = (res.lags.groupby(["row", "activation", "initializer", "gain", "lag"], sort=False)["rel_grad_norm"]
+            .agg(rel_grad_norm_mean="mean", n_seeds="count").reset_index())
+    trained_lags = res.trained["lags"][[*_CONFIG, "stage", "lag", "rel_grad_norm"]].assign(
+        quantity="relative gradient norm by lag")
+    trained_rates = (res.trained["summary"][[*_CONFIG, "stage", "decay_rate"]]
+                     .rename(columns={"decay_rate": "value"}).assign(quantity="per-step rate", lag=np.nan))
+    trained = pd.concat([trained_lags.rename(columns={"rel_grad_norm": "value"}), trained_rates],
+                        ignore_index=True)[["quantity", *_CONFIG, "stage", "lag", "value"]]
+    return {
+        "fig-grad-vs-lag": res.lags[lag_cols],
+        "fig-grad-heatmap": heat,
+        "fig-pascanu-bound": res.summary[[*_CONFIG, "decay_rate", "pascanu_bound", "typical_rate", "sigma_max",
+                                          "gamma", "rms_gain", "rms_slope"]],
+        "fig-grad-after-training": trained,
+        "fig-input-scale": res.scaled[[*_CONFIG, "input_scale", "decay_rate", "mean_slope", "state_rms_last"]],
+    }
+
+
+def all_runs(res: Results) -> pd.DataFrame:
+    """Every short training run of the chapter, one row each: its configuration, outcome, and
+    the per-step rate, mean slope, input drive and sigma_max before and after training."""
+    change = rate_change(res.trained["summary"]).drop(columns=["toward_edge"]).rename(
+        columns={"before": "rate_before", "after": "rate_after"})
+    keys = ["activation", "initializer", "gain", "seed"]
+    return res.trained["runs"].merge(change, on=keys, how="left")
+
+
+def plan(params: dict) -> list:
+    """Runs this chapter trains through :func:`rnnbook.sweeps.run_sweep`: none (for
+    ``rnnbook build --dry-run``)."""
+    return []

@@ -208,3 +208,20 @@ def gain_palette(gains) -> dict:
 def with_gain_label(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with a ``gain_label`` column for seaborn's ``hue``."""
     return df.assign(gain_label=df["gain"].map(gain_label))
+
+
+def paired_panels(n: int, col_width: float, pair_height: float, max_cols: int = 2, **subplots):
+    """``(fig, pairs)``: ``n`` panels of two stacked axes (top, bottom), at most ``max_cols``
+    side by side and wrapping onto further rows, so a figure of many panels stays within the
+    book's content width; unused axes are hidden. ``subplots`` go to
+    :func:`rnnbook.plots.grid_figure` (e.g. ``sharex=True``)."""
+    from rnnbook import plots
+
+    ncols = max(1, min(n, max_cols))
+    blocks = -(-n // ncols)
+    fig, axes = plots.grid_figure(2 * blocks, ncols, col_width * ncols, pair_height * blocks, **subplots)
+    pairs = [(axes[2 * (k // ncols), k % ncols], axes[2 * (k // ncols) + 1, k % ncols]) for k in range(n)]
+    for k in range(n, blocks * ncols):
+        axes[2 * (k // ncols), k % ncols].set_visible(False)
+        axes[2 * (k // ncols) + 1, k % ncols].set_visible(False)
+    return fig, pairs

@@ -37,6 +37,12 @@ CLAIMS = {
 }
 
 
+def plan(params: dict) -> list:
+    """The runs of the relu and clipping chapters: the ones this chapter loads (and would train,
+    were they not cached)."""
+    return relu.plan(_pick(params, relu.PARAMS)) + clipping.plan(_pick(params, clipping.PARAMS))
+
+
 def _pick(params: dict, names) -> dict:
     return {n: params[n] for n in names if n in params}
 

@@ -115,17 +115,48 @@ def marked_frames(td: data.TaskData, examples: data.SequenceSet) -> np.ndarray:
     return examples.bank_digits[examples.index] == p["target_digit"]
 
 
+#: Frames per line of the example figure: a longer sequence wraps onto more lines, so the
+#: figure stays within the book's content width at any sequence length.
+FRAMES_PER_LINE = 20
+#: Width of one frame in the example figure (inches), and of the figure at most.
+FRAME_INCHES, MAX_FIGURE_INCHES = 0.42, 9.0
+
+
+def example_frames(td: data.TaskData, examples: data.SequenceSet):
+    """The data behind :func:`fig_example_sequences`: one row per frame drawn, with the
+    sequence, its label, the frame's position ``t``, the digit it shows, its bank image and
+    whether the label depends on it."""
+    import pandas as pd
+
+    marked = marked_frames(td, examples)
+    n_rows, n_cols = marked.shape
+    task = td.manifest["parameters"]["task"]
+    return pd.DataFrame([{"task": task, "sequence": i, "label": int(examples.labels[i]), "t": j,
+                          "digit_shown": int(examples.bank_digits[examples.index[i, j]]),
+                          "bank_image": int(examples.index[i, j]), "label_depends_on_frame": bool(marked[i, j])}
+                         for i in range(n_rows) for j in range(n_cols)])
+
+
 def fig_example_sequences(td: data.TaskData, examples: data.SequenceSet):
     """The example sequences, one per row, frames left to right, each row labelled; red
-    boxes mark the frames the label depends on (:func:`marked_frames`)."""
+    boxes mark the frames the label depends on (:func:`marked_frames`). A sequence longer
+    than :data:`FRAMES_PER_LINE` frames wraps onto several lines (each frame then titled
+    with its ``t``)."""
     frames = examples.frames()[..., 0]
-    n_rows, n_cols = frames.shape[:2]
+    n_seq, n_frames = frames.shape[:2]
     marked = marked_frames(td, examples)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(4.0, 0.42 * n_cols + 1.2), 0.55 * n_rows + 0.5),
-                             squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.25})
-    for i in range(n_rows):
-        for j in range(n_cols):
-            ax = axes[i, j]
+    per_line = min(n_frames, FRAMES_PER_LINE)
+    lines = -(-n_frames // per_line)
+    cell = min(FRAME_INCHES, (MAX_FIGURE_INCHES - 1.2) / per_line)
+    fig, axes = plt.subplots(n_seq * lines, per_line, squeeze=False,
+                             figsize=(cell * per_line + 1.2, (cell + 0.13) * n_seq * lines + 0.5),
+                             gridspec_kw={"wspace": 0.08, "hspace": 0.25 if lines == 1 else 0.45})
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for i in range(n_seq):
+        for j in range(n_frames):
+            ax = axes[i * lines + j // per_line, j % per_line]
+            ax.set_visible(True)
             ax.imshow(frames[i, j], cmap="gray_r", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -133,9 +164,16 @@ def fig_example_sequences(td: data.TaskData, examples: data.SequenceSet):
                 spine.set_visible(bool(marked[i, j]))
                 spine.set_color("tab:red")
                 spine.set_linewidth(2)
-        axes[i, 0].set_ylabel(f"label {examples.labels[i]}", rotation=0, ha="right", va="center")
-    for j in range(n_cols):
-        axes[0, j].set_title(str(j), fontsize=7)
-    fig.supxlabel("frame t (0 = first, shown above each column)", fontsize=9)
+            if lines > 1 or i == 0:
+                ax.set_title(str(j), fontsize=7)
+        axes[i * lines, 0].set_ylabel(f"label {examples.labels[i]}", rotation=0, ha="right", va="center")
+    fig.supxlabel("frame t (0 = first, shown above each frame)" if lines > 1
+                  else "frame t (0 = first, shown above each column)", fontsize=9)
     plt.close(fig)
     return fig
+
+
+def plan(params: dict) -> list:
+    """Runs this chapter trains through :func:`rnnbook.sweeps.run_sweep`: none (for
+    ``rnnbook build --dry-run``)."""
+    return []

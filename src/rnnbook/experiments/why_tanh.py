@@ -333,11 +333,14 @@ def verdicts(numbers: dict) -> dict[str, str]:
 
 
 def fig_activations(curves: pd.DataFrame):
-    """Activations (left) and their derivatives (right), from :func:`activation_curves`."""
+    """Activations (left) and their derivatives (right), from :func:`activation_curves`; one
+    colour and line style per activation."""
     fig, axes = plots.grid_figure(1, 2, 9.0, 3.6)
-    pal = plots.palette(curves["activation"].unique())
+    levels = list(dict.fromkeys(curves["activation"]))
+    pal, dash = plots.palette(levels), plots.dashes(levels)
     for ax, column, label in zip(axes[0], ("value", "slope"), ("s(x)", "slope s'(x)")):
-        sns.lineplot(data=curves, x="x", y=column, hue="activation", palette=pal, ax=ax, lw=2)
+        sns.lineplot(data=curves, x="x", y=column, hue="activation", palette=pal, style="activation",
+                     style_order=levels, dashes=dash, ax=ax, lw=2)
         ax.axhline(0, color="0.5", lw=0.8)
         ax.axvline(0, color="0.5", lw=0.8)
         ax.set_xlabel("pre-activation x")
@@ -352,16 +355,15 @@ def fig_activations(curves: pd.DataFrame):
 
 
 def fig_state_growth(states: pd.DataFrame):
-    """Top: RMS hidden state ``||h_t|| / sqrt(U)`` against t, one panel per activation, one
-    line per gain (band: 95 % CI over seeds). Bottom: share of dead units (off for every
-    probe sequence) at each step."""
+    """Per activation, top: RMS hidden state ``||h_t|| / sqrt(U)`` against t, one line per gain
+    (band: 95 % CI over seeds); bottom: share of dead units (off for every probe sequence)
+    at each step. Two activations side by side at most; more wrap onto further rows."""
     acts = list(dict.fromkeys(states["activation"]))
     df = pr.with_gain_label(states)
     pal = pr.gain_palette(df["gain"])
-    fig, axes = plots.grid_figure(2, len(acts), 4.2 * len(acts), 6.6, sharex=True)
-    for j, act in enumerate(acts):
+    fig, pairs = pr.paired_panels(len(acts), 4.2, 6.6, max_cols=2, sharex=True)
+    for j, (act, (ax, ax_dead)) in enumerate(zip(acts, pairs)):
         part = df[df["activation"] == act]
-        ax = axes[0, j]
         sns.lineplot(data=part, x="t", y="state_rms", hue="gain_label", palette=pal, errorbar=("ci", 95),
                      n_boot=300, seed=0, ax=ax, marker="o", markersize=3)
         wide = part["state_rms"].max() > 5 * max(part["state_rms"].min(), 1e-12)
@@ -370,15 +372,14 @@ def fig_state_growth(states: pd.DataFrame):
             plots.plain_log_ticks(ax)
         ax.axhline(1.0, ls="--", lw=1, color="0.35")
         ax.set_title(f"{activation_label(act)}: size of the state" + (" (log scale)" if wide else ""))
-        ax.set_ylabel("RMS state ‖h_t‖/√U" if j == 0 else "")
+        ax.set_ylabel("RMS state ‖h_t‖/√U" if j % 2 == 0 else "")
         ax.legend(title="recurrent gain", fontsize=8) if j == len(acts) - 1 else ax.get_legend().remove()
-        ax = axes[1, j]
         sns.lineplot(data=part, x="t", y="dead_units", hue="gain_label", palette=pal, errorbar=("ci", 95),
-                     n_boot=300, seed=0, ax=ax, marker="o", markersize=3, legend=False)
-        ax.set_ylim(-0.02, max(0.3, float(df["dead_units"].max()) * 1.15))
-        ax.set_title(f"{activation_label(act)}: dead units")
-        ax.set_ylabel("share of units off for every sequence" if j == 0 else "")
-        ax.set_xlabel("time step t")
+                     n_boot=300, seed=0, ax=ax_dead, marker="o", markersize=3, legend=False)
+        ax_dead.set_ylim(-0.02, max(0.3, float(df["dead_units"].max()) * 1.15))
+        ax_dead.set_title(f"{activation_label(act)}: dead units")
+        ax_dead.set_ylabel("share of units off for every sequence" if j % 2 == 0 else "")
+        ax_dead.set_xlabel("time step t")
     return plots.finish(fig)
 
 
@@ -407,11 +408,13 @@ def sign_long(signs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def fig_state_sign(signs: pd.DataFrame):
-    """Left: share of negative / zero / positive entries of the CNN features, the input
-    drive, the recurrent drive and the state. Right: share of steps where a unit's state
-    goes down, stays or goes up. Bars: mean over seeds; ticks: range over seeds."""
+    """Top: share of negative / zero / positive entries of the CNN features, the input drive,
+    the recurrent drive and the state. Bottom: share of steps where a unit's state goes down,
+    stays or goes up. Bars: mean over seeds; ticks: range over seeds."""
     shares, moves = sign_long(signs)
-    fig, axes = plots.grid_figure(1, 2, 11.0, 4.4, gridspec_kw={"width_ratios": [2.2, 1]})
+    n_quantities = shares["quantity"].nunique()
+    fig, axes = plots.grid_figure(2, 1, 8.0, 0.42 * n_quantities + 4.6,
+                                  gridspec_kw={"height_ratios": [0.42 * n_quantities + 0.9, 3.0]})
     ax = axes[0, 0]
     sns.barplot(data=shares, y="quantity", x="share", hue="sign", palette=SIGN_COLORS,
                 hue_order=["negative", "zero", "positive"], errorbar=("pi", 100), ax=ax, orient="h")
@@ -420,13 +423,42 @@ def fig_state_sign(signs: pd.DataFrame):
     ax.set_xlabel("share of entries")
     ax.set_ylabel("")
     ax.set_title("signs of what enters and leaves the units")
-    ax.legend(title=None, loc="lower right", fontsize=8, frameon=True)
-    ax = axes[0, 1]
+    sns.move_legend(ax, "center left", bbox_to_anchor=(1.01, 0.5), title=None, fontsize=8)
+    ax = axes[1, 0]
     sns.barplot(data=moves, x="activation", y="share", hue="direction", palette=SIGN_COLORS,
                 hue_order=["down", "unchanged", "up"], errorbar=("pi", 100), ax=ax)
     ax.set_ylim(0, 1.0)
     ax.set_ylabel("share of steps, h_t vs h_{t-1}")
     ax.set_xlabel("")
     ax.set_title("does the state go down?")
-    ax.legend(title=None, fontsize=8)
+    sns.move_legend(ax, "center left", bbox_to_anchor=(1.01, 0.5), title=None, fontsize=8)
     return plots.finish(fig)
+
+
+# ----------------------------------------------------------------------------- the data behind the page
+
+
+def figure_data(res: Results) -> dict[str, pd.DataFrame]:
+    """The tidy data behind each figure and table of the chapter, by its key (one row per
+    plotted point or per measurement), for the page's "Data" downloads."""
+    shares, moves = sign_long(res.signs)
+    states = res.states[["activation", "initializer", "gain", "seed", "t", "state_rms", "dead_units"]]
+    return {
+        "tbl-defaults": defaults_table().reset_index(),
+        "fig-activations": res.curves.rename(columns={"x": "pre_activation", "value": "activation_value",
+                                                      "slope": "activation_slope"}),
+        "tbl-activation-properties": res.properties.reset_index(),
+        "fig-state-growth": states.rename(columns={"state_rms": "state_rms_per_unit",
+                                                   "dead_units": "dead_unit_share"}),
+        "fig-state-sign": pd.concat([
+            shares.assign(panel="signs of entries").rename(columns={"quantity": "what", "sign": "category"}),
+            moves.assign(panel="step direction of the state").rename(columns={"activation": "what",
+                                                                               "direction": "category"})],
+            ignore_index=True)[["panel", "what", "category", "seed", "share"]],
+    }
+
+
+def plan(params: dict) -> list:
+    """Runs this chapter trains through :func:`rnnbook.sweeps.run_sweep`: none (for
+    ``rnnbook build --dry-run``)."""
+    return []
