@@ -168,8 +168,9 @@ def test_every_remainder_of_T_gives_keras_states_and_gradients(cell):
 
 LONG = 400
 TINY_MODEL = dict(units=8, conv_filters=(4,))
+#: The configurations the book trains at its longest sequences (GRU and LSTM: every remainder of T above).
 LONG_CONFIGS = [("simple_rnn", "tanh", "orthogonal"), ("simple_rnn", "relu", "orthogonal"),
-                ("simple_rnn", "relu", "identity"), ("gru", "tanh", "orthogonal"), ("lstm", "tanh", "orthogonal")]
+                ("simple_rnn", "relu", "identity")]
 
 
 @pytest.fixture(scope="module")
@@ -222,11 +223,10 @@ def train_both(model, split, optimizer_fn, steps):
     return updates(before, model.get_weights()), updates(before, baseline.get_weights())
 
 
-@pytest.mark.parametrize("activation,initializer", [("tanh", "orthogonal"), ("relu", "identity")])
-def test_T400_plain_sgd_updates_equal_plain_keras(long_task, activation, initializer):
+def test_T400_plain_sgd_updates_equal_plain_keras(long_task):
     """Plain SGD moves every weight by -lr x gradient, so a gradient off by any factor shows here
-    (Adam, nearly invariant to a gradient's scale, cannot show it)."""
-    model = long_model("simple_rnn", activation, initializer)
+    (Adam, nearly invariant to a gradient's scale, cannot show it); ReLU + identity, the exploding case."""
+    model = long_model("simple_rnn", "relu", "identity")
     split = long_task.train
     _, grads = book_loss_and_grads(model, split.index, split.bank, split.labels)
     rate = 1e-2 / max(float(np.abs(g).max()) for g in grads)  # largest first move 0.01

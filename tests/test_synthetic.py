@@ -45,6 +45,16 @@ def test_always_predicting_one_scores_one_sixth():
     assert synthetic.ADDING_BASELINE_MSE == pytest.approx(1 / 6)
 
 
+def test_always_predicting_one_is_right_for_the_stated_share_of_sequences():
+    n = 20_000
+    _, y = SyntheticTask("adding", 50).held_out(seed=2, n=n)
+    share = 1 - synthetic.adding_error_rate(np.ones(n), y)
+    p = synthetic.ADDING_BASELINE_ACCURACY
+    assert p == pytest.approx(0.36)  # 1 - 0.8^2: |S - 1| <= 0.2 under the triangular density of S
+    assert abs(share - p) < 5 * np.sqrt(p * (1 - p) / n)
+    assert SyntheticTask("adding", 50).chance == p
+
+
 def test_adding_error_rate_counts_squared_errors_above_the_cutoff_and_nan_as_wrong():
     targets = np.array([1.0, 1.0, 1.0, 1.0])
     predictions = np.array([1.1, 1.3, np.nan, 0.9])  # squared errors 0.01, 0.09, nan, 0.01
@@ -114,6 +124,7 @@ def test_task_shapes_and_baselines():
     assert (adding.n_features, adding.n_outputs, adding.is_regression) == (2, 1, True)
     assert (order.n_features, order.n_outputs, order.is_regression) == (8, 4, False)
     assert order.baseline == 0.25 and adding.baseline == pytest.approx(1 / 6)
+    assert (adding.num_classes, order.num_classes, order.chance) == (1, 4, 0.25)
 
 
 @pytest.mark.parametrize("make,message", [

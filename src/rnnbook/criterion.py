@@ -14,11 +14,16 @@ A run of a :class:`rnnbook.training.TrainConfig` with ``max_updates`` set:
   first update's loss. The rule is the same for every activation: a bounded tanh state cannot
   overflow, but its loss can still blow up.
 
+The synthetic vector tasks (``task="adding"`` or ``"temporal_order"``, :mod:`rnnbook.synthetic`)
+run through the same loop: a fresh seeded batch per update, held-out sets of ``n_val`` and
+``n_test`` generated sequences, and for the adding problem "accuracy" is the share of sequences
+with squared error at most 0.04 (Pascanu et al.'s rule), so ``target_acc=0.99`` is their criterion.
+
 The record has the fields of :func:`rnnbook.training.train` (so sweeps and caches treat both
 alike) plus ``outcome``, ``updates``, ``updates_to_success``, ``sequences_seen``,
-``failure_reason``, ``initial_loss`` and the checks (``check_updates``, ``check_val_acc``,
-``check_train_acc``). After a divergence the weights of the last good check are restored
-and give ``test_acc_last_good``.
+``failure_reason``, ``initial_loss``, ``test_loss`` (NaN for the image tasks) and the checks
+(``check_updates``, ``check_val_acc``, ``check_train_acc``, ``check_val_loss``). After a
+divergence the weights of the last good check are restored and give ``test_acc_last_good``.
 
 Example:
     >>> from rnnbook.training import TrainConfig, train
@@ -35,7 +40,7 @@ import time
 
 import numpy as np
 
-from rnnbook import clipping, data, runtime
+from rnnbook import clipping, data, runtime, synthetic
 
 #: How a criterion run ends.
 OUTCOMES = ("success", "censored", "diverged")
@@ -80,25 +85,18 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
 
     runtime.seed_everything(config.seed)
     task = config.task_data(data_dir) if task is None else task
-    if not task.train.indexed:
-        raise data.DataError("training to a criterion needs a generated digit task (bank indices)")
-    model = config.model(task.num_classes)
-    optimizer = clipping.make_optimizer(config.optimizer, config.learning_rate, config.clip_mode,
-                                        config.clip_threshold, config.momentum)
-    steppers = training.steppers_for(model, optimizer, task, fast)
-    trainer, batches = steppers["train"], (data.SequenceStream(task, config.seed) if config.stream == "fresh"
-                                           else _FixedBatches(task.train, config.seed))
-    dense = not trainer.indexed  # the general path takes frames, not indices
-    bank = task.train.bank
+    model, steppers, batches, feed, evaluate = (_synthetic_run if isinstance(task, synthetic.SyntheticTask)
+                                                else _image_run)(config, task, fast)
+    trainer = steppers["train"]
 
     steps = training.new_step_log()
-    checks = {"check_updates": [], "check_val_acc": [], "check_train_acc": []}
+    checks = {"check_updates": [], "check_val_acc": [], "check_train_acc": [], "check_val_loss": []}
     outcome, reason, initial_loss = "censored", None, math.nan
     last_good, correct, seen = model.get_weights(), 0, 0
     start = time.perf_counter()
     for update in range(1, config.max_updates + 1):
         index, labels = batches.next(config.batch_size)
-        stats = trainer.step(bank[index] if dense else index, labels)
+        stats = trainer.step(feed(index), labels)
         training.log_step(steps, stats)
         loss = float(stats["loss"])
         if not (np.isfinite(loss) and np.isfinite(stats["grad_norm"])):
@@ -117,7 +115,8 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
             outcome, reason = "diverged", "non-finite weights"
             break
         last_good = model.get_weights()
-        val = steppers["val"].accuracy(task.val)
+        val, val_loss = evaluate("val")
+        checks["check_val_loss"].append(val_loss)
         checks["check_updates"].append(update)
         checks["check_val_acc"].append(val)
         checks["check_train_acc"].append(correct / max(seen, 1))
@@ -130,7 +129,7 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
     diverged = outcome == "diverged"
     if diverged:
         model.set_weights(last_good)
-    test = steppers["test"].accuracy(task.test)
+    test, test_loss = evaluate("test")
     return {
         "config": config.to_dict(),
         "outcome": outcome,
@@ -143,6 +142,7 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
         "initial_loss": initial_loss,
         "test_acc": float("nan") if diverged else test,
         "test_acc_last_good": test,
+        "test_loss": float("nan") if diverged else test_loss,
         "epoch_train_acc": checks["check_train_acc"],
         "epoch_val_acc": checks["check_val_acc"],
         **checks,
@@ -153,6 +153,43 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
         "wall_time": wall,
         "seconds_per_epoch": wall / max(len(checks["check_updates"]), 1),
     }
+
+
+def _image_run(config, task: data.TaskData, fast: bool):
+    """``(model, steppers, batches, feed, evaluate)`` of a digit-sequence task: batches of bank
+    indices (fresh or fixed), fed as indices or frames; ``evaluate(split) -> (accuracy, NaN)``."""
+    from rnnbook import training
+
+    if not task.train.indexed:
+        raise data.DataError("training to a criterion needs a generated digit task (bank indices)")
+    parts = training.prepare_run(config, task, fast)  # reuses the model and traced steps of a like run
+    model, steppers = parts.model, parts.steppers
+    batches = (data.SequenceStream(task, config.seed) if config.stream == "fresh"
+               else _FixedBatches(task.train, config.seed))
+    bank = task.train.bank
+    feed = (lambda index: index) if steppers["train"].indexed else (lambda index: bank[index])
+    splits = {"val": task.val, "test": task.test}
+    return model, steppers, batches, feed, lambda split: (steppers[split].accuracy(splits[split]), math.nan)
+
+
+def _synthetic_run(config, task: synthetic.SyntheticTask, fast: bool):
+    """``(model, steppers, batches, feed, evaluate)`` of a synthetic vector task: a fresh seeded batch
+    per update (:meth:`rnnbook.synthetic.SyntheticTask.stream`), held-out sets of ``n_val`` and
+    ``n_test`` sequences; ``evaluate(split) -> (accuracy, loss)``. The model, optimizer and traced
+    steps are reused across runs of the same layout (:func:`rnnbook.training.prepare_run`)."""
+    from rnnbook import training
+
+    if config.stream != "fresh":
+        raise data.DataError(f"task={config.task!r} has no fixed training set; use stream='fresh'")
+    parts = training.prepare_run(config, task, fast)
+    held = {"val": task.held_out(config.seed, config.n_val, "val"),
+            "test": task.held_out(config.seed, config.n_test, "test")}
+
+    def evaluate(split):
+        out = parts.steppers[split].evaluate(*held[split])
+        return out["accuracy"], out["loss"]
+
+    return parts.model, parts.steppers, task.stream(config.seed), (lambda x: x), evaluate
 
 
 def encoder_ceiling(conv_filters=(16, 32), seed: int = 0, epochs: int = 30, batch_size: int = 64,

@@ -74,8 +74,11 @@ def conv_initializer(seed: int, layer: int):
     return keras.initializers.HeUniform(seed=seed + 10 + layer)
 
 
-def input_initializer(seed: int):
-    """The recurrent layer's input-kernel initializer for ``seed``."""
+def input_initializer(seed: int, std: float | None = None):
+    """The recurrent layer's input-kernel initializer for ``seed``: Glorot-uniform, or
+    N(0, ``std``) when ``std`` is given (the synthetic tasks' small inputs, Pascanu et al. 2013)."""
+    if std is not None:
+        return keras.initializers.RandomNormal(0.0, float(std), seed=seed + 1)
     return keras.initializers.GlorotUniform(seed=seed + 1)
 
 
@@ -245,13 +248,44 @@ def build_model(cell: str = "simple_rnn", units: int = 64, activation: str = "ta
     return model
 
 
+def build_vector_model(cell: str = "simple_rnn", units: int = 64, activation: str = "tanh",
+                       recurrent_initializer: str = "orthogonal", recurrent_gain: float = 1.0,
+                       n_features: int = 2, n_outputs: int = 1, seed: int = 0,
+                       input_std: float | None = None) -> SequenceClassifier:
+    """A recurrent model with no CNN, for frames that are small vectors (the synthetic tasks of
+    :mod:`rnnbook.synthetic`): the "encoder" passes the ``n_features`` numbers through unchanged,
+    so the same steppers, fast recurrence, layer groups and :func:`reinitialize` apply. The input
+    kernel is N(0, ``input_std``) when given, else Glorot-uniform; ``n_outputs`` read-out units
+    (1 for a regression)."""
+    runtime.configure()
+    for name, value, low in (("n_features", n_features, 1), ("n_outputs", n_outputs, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ModelError(f"{name}={value!r} must be an integer >= {low}")
+    if input_std is not None and not (np.isfinite(input_std) and input_std > 0):
+        raise ModelError(f"input_std={input_std!r} must be a positive number (or None: Glorot-uniform)")
+    keras.utils.set_random_seed(seed)
+    encoder = keras.Sequential([keras.Input((int(n_features),)), keras.layers.Identity(name="frames")],
+                               name="encoder")
+    rnn = build_recurrent(cell, units, activation, recurrent_initializer, recurrent_gain, seed)
+    if input_std is not None:
+        rnn.cell.kernel_initializer = input_initializer(seed, input_std)
+    head = keras.layers.Dense(int(n_outputs), kernel_initializer=head_initializer(seed), name="head")
+    model = SequenceClassifier(encoder, rnn, head, (int(n_features),), name=f"vector_{cell}")
+    model.input_std = input_std
+    model(np.zeros((1, 2, int(n_features)), np.float32))  # create the weights
+    kernels = {id(v) for v, _ in _seeded_kernels(model, seed, recurrent_initializer, recurrent_gain)}
+    _INITIAL_BIASES[model] = [(v, v.numpy()) for v in model.weights if id(v) not in kernels]
+    reinitialize(model, seed, recurrent_initializer, recurrent_gain)  # the input kernel from input_std
+    return model
+
+
 def _seeded_kernels(model: SequenceClassifier, seed: int, recurrent_initializer_name: str,
                     recurrent_gain: float) -> list:
     """``(kernel variable, its seeded initializer)`` for every kernel of ``model``."""
     convs = [layer for layer in model.encoder.layers if isinstance(layer, keras.layers.Conv2D)]
     cell = model.rnn.cell
     return [*[(layer.kernel, conv_initializer(seed, i)) for i, layer in enumerate(convs)],
-            (cell.kernel, input_initializer(seed)),
+            (cell.kernel, input_initializer(seed, getattr(model, "input_std", None))),
             (cell.recurrent_kernel, recurrent_initializer(recurrent_initializer_name, recurrent_gain, seed + 2)),
             (model.head.kernel, head_initializer(seed))]
 

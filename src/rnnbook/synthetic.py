@@ -50,6 +50,9 @@ STREAMS = ("train", "val", "test")
 ADDING_BASELINE_MSE = 1.0 / 6.0
 #: Pascanu et al.'s code counts an adding-problem sequence as wrong when its squared error exceeds this.
 ADDING_WRONG_SQUARED_ERROR = 0.04
+#: Share of adding-problem sequences "correct" by that rule when always predicting 1:
+#: P(|U1 + U2 - 1| <= 0.2) = 1 - 0.8 ** 2 for the triangular sum (the chance level of the criterion).
+ADDING_BASELINE_ACCURACY = 1.0 - (1.0 - ADDING_WRONG_SQUARED_ERROR ** 0.5) ** 2
 #: Pascanu et al. (2013, section 4.1.1): a run succeeds when under 1 % of fresh sequences are misclassified ...
 SOLVED_ERROR_RATE = 0.01
 #: ... out of this many freshly generated sequences.
@@ -214,6 +217,16 @@ class SyntheticTask:
     @property
     def is_regression(self) -> bool:
         return self.name == "adding"
+
+    @property
+    def num_classes(self) -> int:
+        """The read-out width (:attr:`n_outputs`), under the name the image tasks use."""
+        return self.n_outputs
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of the trivial answer: always 1 under Pascanu's 0.04 rule (adding), or 1/4."""
+        return ADDING_BASELINE_ACCURACY if self.is_regression else 1.0 / TEMPORAL_ORDER_CLASSES
 
     @property
     def baseline(self) -> float:

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rnnbook import clipping, data, models, runtime
+from rnnbook import clipping, data, models, runtime, synthetic
 from rnnbook.choices import CELLS, OPTIMIZERS, RECURRENT_INITIALIZERS, check_choice
 
 
@@ -75,18 +75,27 @@ class TrainConfig:
     target_acc: float = 0.9
     stream: str = "fresh"
     loss_blowup: float = 10.0
+    # synthetic tasks ("adding", "temporal_order"; rnnbook.synthetic): input kernel N(0, input_std), None: Glorot
+    input_std: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "conv_filters", tuple(int(f) for f in self.conv_filters))
         try:
             self.validate()
-        except (data.DataError, models.ModelError, clipping.ClipError) as exc:
+        except (data.DataError, models.ModelError, clipping.ClipError, synthetic.SyntheticError) as exc:
             raise ConfigError(str(exc)) from None
 
     def validate(self) -> None:
         """Check every field before any training starts."""
-        data.check_task_args(self.task, self.seq_len, self.lag, self.n_train, self.n_val,
-                             self.n_test, self.target_digit, self.max_count)
+        if self.is_synthetic:
+            self.task_data()  # checks seq_len for the task
+            if self.max_updates is None:
+                raise ConfigError(f"task={self.task!r} trains on fresh batches to a criterion: set max_updates")
+            if self.input_std is not None and not (math.isfinite(self.input_std) and self.input_std > 0):
+                raise ConfigError(f"input_std={self.input_std!r} must be a positive number (None: Glorot-uniform)")
+        else:
+            data.check_task_args(self.task, self.seq_len, self.lag, self.n_train, self.n_val,
+                                 self.n_test, self.target_digit, self.max_count)
         check_choice("cell", self.cell, CELLS, ConfigError)
         check_choice("recurrent_initializer", self.recurrent_initializer, RECURRENT_INITIALIZERS, ConfigError)
         models.check_activation(self.activation)
@@ -113,12 +122,24 @@ class TrainConfig:
         d["conv_filters"] = list(self.conv_filters)
         return d
 
-    def task_data(self, data_dir=data.DATA_DIR) -> data.TaskData:
-        """The task's sequences (generated once, then reused from ``data_dir``)."""
+    @property
+    def is_synthetic(self) -> bool:
+        """True for the vector tasks of :mod:`rnnbook.synthetic` (no CNN, fresh generated batches)."""
+        return self.task in synthetic.TASKS
+
+    def task_data(self, data_dir=data.DATA_DIR) -> data.TaskData | synthetic.SyntheticTask:
+        """The task's sequences (generated once, then reused from ``data_dir``), or the
+        :class:`rnnbook.synthetic.SyntheticTask` of a synthetic task."""
+        if self.is_synthetic:
+            return synthetic.SyntheticTask(self.task, self.seq_len)
         return data.make_task(self.task, self.seq_len, self.lag, self.n_train, self.n_val, self.n_test,
                               self.seed, self.target_digit, self.max_count, data_dir=data_dir)
 
     def model(self, num_classes: int) -> models.SequenceClassifier:
+        if self.is_synthetic:
+            return models.build_vector_model(self.cell, self.units, self.activation, self.recurrent_initializer,
+                                             self.recurrent_gain, self.task_data().n_features, num_classes,
+                                             self.seed, self.input_std)
         return models.build_model(self.cell, self.units, self.activation, self.recurrent_initializer,
                                   self.recurrent_gain, self.conv_filters, num_classes, self.seed,
                                   feature_scale=self.feature_scale)
@@ -144,14 +165,19 @@ class Stepper:
     the Keras layer as is.
     """
 
-    def __init__(self, model, optimizer, indexed: bool, bank: np.ndarray | None = None, fast: bool = True):
-        """``optimizer=None`` gives an evaluation-only stepper."""
+    def __init__(self, model, optimizer, indexed: bool, bank: np.ndarray | None = None, fast: bool = True,
+                 regression: bool = False):
+        """``optimizer=None`` gives an evaluation-only stepper. ``regression=True``: one output, MSE
+        loss, and a sequence counts as correct when its squared error is at most
+        :data:`rnnbook.synthetic.ADDING_WRONG_SQUARED_ERROR` (Pascanu et al.'s rule)."""
         self.model, self.optimizer, self.indexed, self.fast = model, optimizer, indexed, fast
+        self.regression = regression
         self._bank_tensors: dict[int, tuple] = {}
         self.bank = bank if indexed else None
         self.variables = model.trainable_variables
         self.groups = [[v for v in getattr(model, g).trainable_variables] for g in LAYER_GROUPS]
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.loss_fn = (_mse if regression else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        self._target_dtype = tf.float32 if regression else tf.int64
         if optimizer is not None:
             optimizer.build(self.variables)
         self._traced: dict[tuple, tf.types.experimental.GenericFunction] = {}
@@ -178,7 +204,7 @@ class Stepper:
         if fn is None:
             specs = [tf.TensorSpec((None, *x.shape[1:]), x.dtype)]
             if kind == "grads":
-                specs.append(tf.TensorSpec((None,), tf.int64))
+                specs.append(tf.TensorSpec((None,), self._target_dtype))
             if self.indexed:
                 specs.append(tf.TensorSpec((None, *self.model.frame_shape), tf.float32))
             impl = self._grads_impl if kind == "grads" else self._logits_impl
@@ -209,7 +235,11 @@ class Stepper:
         loss, grads, logits, states = self.loss_and_grads(x, y, bank)
         ids = {id(v): g for v, g in zip(self.variables, grads)}
         layer_norms = tf.stack([tf.linalg.global_norm([ids[id(v)] for v in group]) for group in self.groups])
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), tf.cast(y, tf.int64)), tf.int32))
+        if self.regression:
+            ok = tf.square(logits[:, 0] - y) <= synthetic.ADDING_WRONG_SQUARED_ERROR
+        else:
+            ok = tf.equal(tf.argmax(logits, -1), tf.cast(y, tf.int64))
+        correct = tf.reduce_sum(tf.cast(ok, tf.int32))
         stats = {"loss": loss, "grad_norm": tf.linalg.global_norm(grads), "layer_norms": layer_norms,
                  "max_abs_state": tf.reduce_max(tf.abs(states)), "correct": correct}
         return grads, stats
@@ -228,7 +258,8 @@ class Stepper:
     def step(self, x, y) -> dict:
         """One update on ``self.bank``; returns the step's statistics as Python numbers.
         A non-finite loss or gradient norm leaves the weights unchanged."""
-        grads, stats = self._call("grads", x, tf.convert_to_tensor(np.asarray(y, np.int64)), bank=self.bank)
+        y = tf.convert_to_tensor(np.asarray(y, self._target_dtype.as_numpy_dtype))
+        grads, stats = self._call("grads", x, y, bank=self.bank)
         stats = {k: v.numpy() for k, v in stats.items()}
         if np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"]):
             self._apply(grads)
@@ -248,10 +279,33 @@ class Stepper:
             correct += int(ok.sum())
         return correct / len(split)
 
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> dict:
+        """``{"accuracy", "loss"}`` on dense arrays ``x``, ``y`` (a synthetic task's held-out set):
+        accuracy as in the training step (NaN outputs count as wrong), loss the mean MSE or
+        cross-entropy."""
+        out = np.concatenate([self.logits(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        if self.regression:
+            err = (out[:, 0].astype(np.float64) - y) ** 2
+            return {"accuracy": float(np.mean(err <= synthetic.ADDING_WRONG_SQUARED_ERROR)),
+                    "loss": float(np.mean(err))}
+        ok = np.isfinite(out).all(axis=1) & (out.argmax(1) == y)
+        z = out.astype(np.float64) - out.max(axis=1, keepdims=True)
+        loss = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
+        return {"accuracy": float(np.mean(ok)), "loss": float(np.mean(loss))}
+
+
+def _mse(y, outputs):
+    """Mean squared error of a one-output regression (targets ``(B,)``, outputs ``(B, 1)``)."""
+    return tf.reduce_mean(tf.square(outputs[:, 0] - y))
+
 
 def steppers_for(model, optimizer, task: data.TaskData, fast: bool = True) -> dict:
     """The train, validation and test steppers of one run (indexed when the data allow it);
     validation and test share one evaluation stepper (one traced step)."""
+    if isinstance(task, synthetic.SyntheticTask):
+        evaluator = Stepper(model, None, False, fast=fast, regression=task.is_regression)
+        return {"train": Stepper(model, optimizer, False, fast=fast, regression=task.is_regression),
+                "val": evaluator, "test": evaluator}
     indexed = fast and task.train.indexed
     evaluator = Stepper(model, None, indexed, task.val.bank if indexed else None, fast=fast)
     return {"train": Stepper(model, optimizer, indexed, task.train.bank if indexed else None, fast=fast),
@@ -285,9 +339,9 @@ def prepare_run(config: TrainConfig, task: data.TaskData, fast: bool = True) -> 
     its model, optimizer and traced steps: the weights are re-initialised and the optimizer
     state reset instead of rebuilding and retracing.
     """
-    indexed = fast and task.train.indexed
+    indexed = fast and not isinstance(task, synthetic.SyntheticTask) and task.train.indexed
     layout = {k: v for k, v in config.to_dict().items() if k not in RUN_FIELDS}
-    key = (repr(sorted(layout.items())), task.num_classes, indexed, fast)
+    key = (repr(sorted(layout.items())), task.num_classes, indexed, fast, getattr(task, "n_features", None))
     parts = _ready.pop(key, None)
     if parts is None:
         model = config.model(task.num_classes)

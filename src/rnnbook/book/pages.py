@@ -58,10 +58,23 @@ def pct(key: str, fraction) -> None:
 def glue_values(values: dict) -> None:
     """Glue every ``key: value``: a string as Markdown (:func:`glue_md`), anything else (a
     number, a figure, a table) as it is."""
+    import numpy as np
     from myst_nb import glue
 
     for key, value in values.items():
         if isinstance(value, str):
             glue_md(key, value)
+        elif isinstance(value, np.generic):  # np.float64(0.5) would paste as its repr
+            glue(key, value.item(), display=False)
         else:
             glue(key, value, display=False)
+
+
+def glue_plain(values: dict) -> None:
+    """Glue every ``key: text`` as plain text, for ``{glue:text}`key:s``` in pages that are not
+    notebooks (the front page pastes ``{glue:text}`chapters/x.md::key:s```); Markdown emphasis
+    is dropped."""
+    from myst_nb import glue
+
+    for key, value in values.items():
+        glue(key, str(value).replace("**", "").replace("`", ""), display=False)

@@ -163,6 +163,16 @@ def page_values(res: dict) -> dict:
     return vals
 
 
+#: The values the front page (``index.md``, not a notebook) pastes as plain text.
+FRONT_PAGE = ("headline", "n_seeds", "cap", "n_censored", "n_runs_lag", "best_scale", "simple_reach_as_is",
+              "simple_reach_best", *[f"claim_{k}" for k in CLAIMS], *[f"claim_{k}_why" for k in CLAIMS])
+
+
+def front_page(values: dict) -> dict:
+    """``front_<key>`` for every key of :data:`FRONT_PAGE` in ``values`` (from :func:`page_values`)."""
+    return {f"front_{k}": values[k] for k in FRONT_PAGE}
+
+
 def fig_decision_map(table: pd.DataFrame):
     """Heatmaps: success rate per configuration (rows) and lag (columns), one per interface level."""
     import matplotlib.pyplot as plt
