@@ -134,7 +134,7 @@ def test_verdict_value_and_bad_input():
         repro.verdict_solves(4, 3)
 
 
-@pytest.mark.parametrize("k, n, words", [(0, 6, "none of its 6"), (4, 6, "4 of 6"), (0, 0, "not trained")])
+@pytest.mark.parametrize("k, n, words", [(0, 6, "none of its 6"), (4, 6, "4 of its 6"), (0, 0, "not trained")])
 def test_tanh_text_every_branch(k, n, words):
     assert words in repro.tanh_text(k, n)
 

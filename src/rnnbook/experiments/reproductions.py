@@ -452,7 +452,7 @@ def tanh_text(successes: int, runs: int) -> str:
     if successes == 0:
         return (f"tanh + orthogonal, the Keras default, solved none of its {runs} temporal-order runs at this "
                 "budget, so this build says nothing about whether it can")
-    return (f"tanh + orthogonal, the Keras default, solved {k_of_n(successes, runs)} of its temporal-order runs: "
+    return (f"tanh + orthogonal, the Keras default, solved {successes} of its {runs} temporal-order runs: "
             "with inputs too small to saturate it, tanh trains over these lengths, as the image chapters find "
             "once the CNN features entering the recurrent layer are scaled down")
 
