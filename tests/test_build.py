@@ -10,7 +10,7 @@ import time
 import nbformat
 import pytest
 
-from rnnbook.book import build, cli
+from rnnbook.book import build, cli, scope
 from rnnbook.book.build import ChapterFailed, Options
 from rnnbook.book.chapter_cache import ChapterCache, src_digest
 
@@ -204,7 +204,7 @@ def test_dry_run_lists_runs_cached_runs_and_the_estimate(toy_book, tmp_path, mon
         "    return [TrainConfig(**{**base.to_dict(), 'conv_filters': (16, 32), 'seed': params['seed'] + s})\n"
         "            for s in range(3)] + [base]  # base (seed 0) twice when seed=0\n")
     monkeypatch.syspath_prepend(str(modules))
-    monkeypatch.setattr(build, "PLAN_MODULE", "toyplan_{stem}")
+    monkeypatch.setattr(scope, "PLAN_MODULE", "toyplan_{stem}")
     monkeypatch.setattr(sweeps, "RUNS_DIR", tmp_path / "runs")
     base = TrainConfig(seq_len=4, lag=1, n_train=64, n_val=16, n_test=16, epochs=2, batch_size=16)
     record = {"config": base.to_dict(), "diverged": False, "wall_time": 36.0, "steps": {"loss": [1.0] * 8}}

@@ -19,7 +19,7 @@ from matplotlib.collections import PathCollection, QuadMesh  # noqa: E402
 
 import rnnbook  # noqa: F401,E402  (quiets TensorFlow first)
 from conftest import assert_chapter_glue, referenced  # noqa: E402
-from rnnbook.experiments import gradients, probes  # noqa: E402
+from rnnbook.experiments import gradients, probes, short_training  # noqa: E402
 from test_figures_drawn import bars, data_lines, legend_labels  # noqa: E402
 
 DOC = "chapters/gradients"
@@ -27,7 +27,7 @@ ANCHORS = ["fig-grad-vs-lag", "fig-grad-heatmap", "fig-pascanu-bound", "fig-grad
 
 
 def test_short_training_runs():
-    r = gradients.short_training("relu", "identity", 1.0, seed=0, seq_len=4, units=8, n_train=16, n_probe=8,
+    r = short_training.short_training("relu", "identity", 1.0, seed=0, seq_len=4, units=8, n_train=16, n_probe=8,
                                  epochs=1, batch_size=8, learning_rate=1e-3)
     assert r["steps"] == 2 and not r["diverged"]
     assert list(r["summary"]["stage"]) == list(gradients.STAGES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rnnbook.book import build, cli, params
+from rnnbook.book import build, cli, cross_checks, params
 from rnnbook.book.params import ParamError, Param, REGISTRY
 
 
@@ -246,8 +246,8 @@ def test_lags_need_a_frame_between_digit_and_answer():
 
 def test_training_memory_estimate():
     # 4 bytes x (8 x 64^2 + 16 x 32 x 10 x 64), counted by hand
-    assert params.training_memory(64, 32, 10) == 4 * (32768 + 327680)
-    assert params.training_memory(128, 32, 10) > params.training_memory(64, 32, 10)
+    assert cross_checks.training_memory(64, 32, 10) == 4 * (32768 + 327680)
+    assert cross_checks.training_memory(128, 32, 10) > cross_checks.training_memory(64, 32, 10)
 
 
 @pytest.mark.parametrize("values", [
@@ -258,7 +258,7 @@ def test_training_memory_estimate():
     {"units": 64, "batch_size": 64, "seq_len": 20, "widths": [64, 256], "lags": [2, 25]},
 ])
 def test_check_chapter_accepts(values):
-    params.check_chapter(values, "ch", budget=2**30)
+    cross_checks.check_chapter(values, "ch", budget=2**30)
 
 
 @pytest.mark.parametrize("values, message", [
@@ -272,7 +272,7 @@ def test_check_chapter_accepts(values):
 ])
 def test_check_chapter_refuses(values, message):
     with pytest.raises(ParamError, match=message) as err:
-        params.check_chapter(values, "ch", budget=2**30)
+        cross_checks.check_chapter(values, "ch", budget=2**30)
     if "units" in values:
         assert "GiB" in str(err.value) and "lower units/widths" in str(err.value)
 
@@ -280,7 +280,7 @@ def test_check_chapter_refuses(values, message):
 def test_memory_budget_is_this_machines_memory():
     import os
 
-    assert params.memory_budget() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") > 2**28
+    assert cross_checks.memory_budget() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") > 2**28
 
 
 @pytest.mark.parametrize("override, message", [

@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from rnnbook import clipping, data, runtime, synthetic
+from rnnbook import data, runtime, synthetic
 
 #: How a criterion run ends.
 OUTCOMES = ("success", "censored", "diverged")

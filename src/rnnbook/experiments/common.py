@@ -207,6 +207,19 @@ def value_at(summary: pd.DataFrame, label: str, column: str = "mean", **where) -
     return float(part[column].iloc[0]) if len(part) else math.nan
 
 
+def chance_bar(chance, n, z: float = 3.0):
+    """Accuracy a guessing classifier exceeds with probability about 0.1 % on ``n`` sequences:
+    chance plus ``z`` binomial standard errors (elementwise for arrays).
+
+    Example:
+        >>> round(chance_bar(0.1, 100), 3)
+        0.19
+    """
+    bar = np.asarray(chance, float) + z * np.sqrt(np.asarray(chance, float) * (1.0 - np.asarray(chance, float))
+                                                  / np.maximum(np.asarray(n, float), 1.0))
+    return float(bar) if bar.ndim == 0 else bar
+
+
 def beats_every_run(a, b) -> bool:
     """True when every value of ``a`` is above every value of ``b`` (for 4 vs 4 runs a one-sided
     rank test at p = 1/70)."""

@@ -18,7 +18,6 @@ Decision rules (the chapter's text states them):
   neither is better anywhere; **mixed** otherwise.
 
 Example:
-    >>> numbers = {"lags": [2, 5], "reach": {"tanh + orthogonal": {1.0: 5.0}}}
     >>> further(5.0, 2.0)
     'further than'
 """
@@ -31,14 +30,13 @@ import numpy as np
 import pandas as pd
 
 from rnnbook import sweeps
-from rnnbook.experiments.common import (ExperimentError, encoder_ceiling, fmt_ci, parse_rnn_config,
+from rnnbook.experiments.common import (chance_bar, ExperimentError, encoder_ceiling, fmt_ci, parse_rnn_config,
                                         role_label, specs, wilson_interval)
+from rnnbook.experiments.interface import SATURATION, drive_display, drive_table, input_drive  # noqa: F401
 from rnnbook.training import TrainConfig
 
 #: Reach: the largest lag at which at least this share of a configuration's seeds succeed.
 REACH_SHARE = 0.75
-#: A pre-activation beyond this magnitude puts tanh in saturation (slope below 0.08).
-SATURATION = 2.0
 #: Names of the chapter's parameters (its ``parameters`` cell).
 PARAMS = ("seeds", "rnn_configs", "lags", "feature_scales", "max_updates", "check_every", "target_fraction",
           "units", "batch_size", "learning_rate", "n_val", "n_test", "memo_lag", "memo_n_train",
@@ -142,10 +140,6 @@ def run(configs, labels, seeds, desc) -> pd.DataFrame:
     return runs
 
 
-def chance_bar(chance: float, n: int, z: float = 3.0) -> float:
-    """Accuracy a guessing classifier exceeds with probability about 0.1 % on ``n`` sequences:
-    chance plus ``z`` binomial standard errors."""
-    return float(chance + z * math.sqrt(chance * (1.0 - chance) / max(int(n), 1)))
 
 
 def above_chance_ever(record: dict) -> bool:
@@ -231,56 +225,6 @@ def further(a: float, b: float) -> str:
     return "further than" if a > b else ("as far as" if a == b else "less far than")
 
 
-# ----------------------------------------------------------------------------- the interface at initialisation
-
-
-def input_drive(config: TrainConfig, n: int = 256) -> dict:
-    """How hard the inputs drive a SimpleRNN at initialisation, on ``n`` validation sequences:
-    the share of pre-activations ``a_t = x_t K + h_{t-1} W + b`` with ``|a| > 2``
-    (:data:`SATURATION`), and the median over steps ``t >= 1`` of the ratio of the input term's
-    norm ``||x_t K||`` to the recurrent term's norm ``||h_{t-1} W||``. NaN for gated cells."""
-    if config.cell != "simple_rnn":
-        return {"saturated_share": math.nan, "input_to_recurrent": math.nan, "feature_rms": math.nan}
-    import tensorflow as tf
-
-    from rnnbook import runtime
-
-    runtime.seed_everything(config.seed)
-    task = config.task_data(data_dir=None)
-    model = config.model(task.num_classes)
-    index = task.val.index[:n]
-    feats = model.indexed_features(tf.constant(index), tf.constant(task.val.bank))
-    cell = model.rnn.cell
-    x = tf.einsum("btf,fu->btu", feats, cell.kernel) + (cell.bias if cell.use_bias else 0.0)
-    h = tf.zeros((x.shape[0], cell.units))
-    saturated, ratios = [], []
-    for t in range(x.shape[1]):
-        r = tf.matmul(h, cell.recurrent_kernel)
-        a = x[:, t] + r
-        saturated.append(float(tf.reduce_mean(tf.cast(tf.abs(a) > SATURATION, tf.float32))))
-        if t:
-            ratios.append(float(tf.norm(x[:, t]) / tf.maximum(tf.norm(r), 1e-12)))
-        h = cell.activation(a)
-    return {"saturated_share": float(np.mean(saturated)),
-            "input_to_recurrent": float(np.median(ratios)) if ratios else math.nan,
-            "feature_rms": float(tf.sqrt(tf.reduce_mean(tf.square(feats))))}
-
-
-def drive_table(p: dict, lag: int) -> pd.DataFrame:
-    """:func:`input_drive` for every SimpleRNN configuration, interface level and seed at ``lag``."""
-    base = at_lag(base_config(p, 1.0), lag)
-    rows = []
-    for spec in specs(p["rnn_configs"]):
-        if spec.cell != "simple_rnn":
-            continue
-        for scale in p["feature_scales"]:
-            for seed in p["seeds"]:
-                cfg = spec.apply(base, feature_scale=float(scale), seed=int(seed))
-                rows.append({"label": spec.label, "feature_scale": float(scale), "seed": int(seed),
-                             **input_drive(cfg)})
-    return pd.DataFrame(rows)
-
-
 # ----------------------------------------------------------------------------- the chapter's numbers
 
 
@@ -303,7 +247,7 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     out["width"] = run(*width_grid(p, target), p["seeds"], "relu: width")
     out["table"] = success_table(out["lag"])
     out["reach"] = reach_table(out["table"])
-    out["drive"] = drive_table(p, max(p["lags"]))
+    out["drive"] = drive_table(p, at_lag(base_config(p, 1.0), max(p["lags"])))
     out["budget"] = budget(out["lag"], p)
     out["numbers"] = numbers(out)
     out["verdicts"] = verdicts(out["numbers"])
@@ -329,7 +273,7 @@ def numbers(out: dict) -> dict:
     table, lag, p = out["table"], out["lag"], out["params"]
     scales = _scales(table)
     labels = list(dict.fromkeys(table["label"]))
-    tanh, relu, irnn = role_label("tanh"), role_label("relu"), role_label("irnn")
+    tanh, irnn = role_label("tanh"), role_label("irnn")
     gated = [lab for lab in labels if lab in ("GRU", "LSTM")]
     simple = [lab for lab in labels if lab not in gated]
     n: dict = {"scales": scales, "scale_max": scales[0], "scale_min": scales[-1],
@@ -448,15 +392,6 @@ def verdict_md(verdict: tuple[str, str]) -> str:
     """``("supported", why)`` -> ``"**supported**. why"``."""
     word, why = verdict
     return f"**{word}**. {why}"
-
-
-def drive_display(drive: pd.DataFrame) -> pd.DataFrame:
-    """The input-drive table for the page: one row per configuration and interface level (medians)."""
-    med = drive.groupby(["label", "feature_scale"], sort=False)[
-        ["feature_rms", "saturated_share", "input_to_recurrent"]].median().reset_index()
-    return med.rename(columns={"label": "configuration", "feature_scale": "feature scale",
-                               "feature_rms": "feature RMS", "saturated_share": "share |a| > 2",
-                               "input_to_recurrent": "‖x K‖ / ‖h W‖"})
 
 
 def success_display(table: pd.DataFrame) -> pd.DataFrame:
