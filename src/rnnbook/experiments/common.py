@@ -220,6 +220,11 @@ def chance_bar(chance, n, z: float = 3.0):
     return float(bar) if bar.ndim == 0 else bar
 
 
+def failed(runs: pd.DataFrame) -> pd.Series:
+    """The symmetric failure rule: diverged (NaN/Inf or loss blow-up), or never above chance."""
+    return runs["diverged"] | ~runs["ever_above_chance"]
+
+
 def beats_every_run(a, b) -> bool:
     """True when every value of ``a`` is above every value of ``b`` (for 4 vs 4 runs a one-sided
     rank test at p = 1/70)."""

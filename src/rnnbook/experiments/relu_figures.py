@@ -1,0 +1,142 @@
+"""The figures of the chapter "When ReLU helps" (:mod:`.relu`): success against lag per
+interface level, updates to the criterion, memorisation, and stability."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rnnbook.experiments.common import failed
+
+def _scales(table) -> list[float]:
+    """The interface levels of a table, largest first."""
+    return sorted(table["feature_scale"].unique(), reverse=True)
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def fig_interface_scale(table: pd.DataFrame, target_acc: float):
+    """Success rate (Wilson 95 % interval) against the lag, one panel per interface level, one
+    line per configuration."""
+    import matplotlib.pyplot as plt
+
+    from rnnbook import plots
+
+    plots.set_style()
+    scales = _scales(table)
+    labels = list(dict.fromkeys(table["label"]))
+    fig, axes = plt.subplots(1, len(scales), figsize=(3.3 * len(scales) + 1.8, 3.8), sharey=True, squeeze=False)
+    for ax, s in zip(axes[0], scales):
+        part = table[table["feature_scale"] == s]
+        for i, lab in enumerate(labels):
+            d = part[part["label"] == lab].sort_values("lag")
+            style = plots.config_style(lab) if hasattr(plots, "config_style") else {}
+            jitter = 1 + 0.03 * (i - (len(labels) - 1) / 2)
+            ax.errorbar(d["lag"] * jitter, d["rate"], yerr=[d["rate"] - d["lo"], d["hi"] - d["rate"]],
+                        label=lab, capsize=2, lw=1.4, ms=5, **{k: v for k, v in style.items()
+                                                                 if k in ("color", "marker", "linestyle")})
+        ax.set_xscale("log")
+        lags = sorted(part["lag"].unique())
+        ax.set_xticks(lags)
+        ax.set_xticklabels([str(int(v)) for v in lags])
+        ax.minorticks_off()
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"features x {s:g}")
+        ax.set_xlabel("time lag (frames; T = lag + 1)")
+    axes[0][0].set_ylabel(f"share of seeds reaching val. acc. {target_acc:.2f}")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    return _close(fig)
+
+
+def fig_updates_to_success(runs: pd.DataFrame, cap: int):
+    """Updates to the criterion per configuration and interface level; censored runs drawn at the
+    cap as open markers."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from rnnbook import plots
+
+    plots.set_style()
+    d = runs.assign(interface=runs["feature_scale"].map(lambda s: f"x {s:g}"),
+                    status=np.where(runs["success"], "reached the criterion",
+                                    np.where(runs["diverged"], "diverged", "censored at the cap")))
+    fig, ax = plt.subplots(figsize=(9.0, 4.0))
+    sns.stripplot(data=d, x="label", y="updates", hue="status", dodge=True, jitter=0.25, size=4, ax=ax,
+                  hue_order=["reached the criterion", "censored at the cap", "diverged"],
+                  palette={"reached the criterion": "#0173b2", "censored at the cap": "#949494",
+                           "diverged": "#d55e00"})
+    ax.axhline(cap, ls="--", lw=1, color="0.4")
+    ax.text(ax.get_xlim()[1], cap, " cap", va="center", ha="left", fontsize=8, color="0.3")
+    ax.set_xlabel("")
+    ax.set_ylabel("updates")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    return _close(fig)
+
+
+def memo_curves(memo: pd.DataFrame) -> pd.DataFrame:
+    """Long frame of the memorisation runs: updates, split (train/validation), accuracy."""
+    rows = []
+    for _, r in memo.iterrows():
+        rec = r["record"]
+        for u, tr, va in zip(rec["check_updates"], rec["check_train_acc"], rec["check_val_acc"]):
+            rows.append({"label": r["label"], "seed": r["seed"], "updates": u, "split": "training batches",
+                         "accuracy": tr})
+            rows.append({"label": r["label"], "seed": r["seed"], "updates": u, "split": "validation",
+                         "accuracy": va})
+    return pd.DataFrame(rows)
+
+
+def fig_memorisation(curves: pd.DataFrame, chance: float):
+    """Training-batch and validation accuracy against updates, on a fixed set and on fresh sequences."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from rnnbook import plots
+
+    plots.set_style()
+    labels = list(dict.fromkeys(curves["label"]))
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels) + 1.5, 3.6), sharey=True, squeeze=False)
+    for ax, lab in zip(axes[0], labels):
+        sns.lineplot(data=curves[curves["label"] == lab], x="updates", y="accuracy", hue="split", style="split",
+                     markers=True, errorbar=("ci", 95), n_boot=200, seed=0, ax=ax,
+                     palette={"training batches": "#de8f05", "validation": "#0173b2"})
+        ax.axhline(chance, ls=":", lw=1, color="0.4")
+        ax.set_title(lab)
+        ax.set_ylim(0, 1.02)
+        if ax is not axes[0][-1]:
+            ax.get_legend().remove()
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    return _close(fig)
+
+
+def fig_stability(lr: pd.DataFrame, width: pd.DataFrame):
+    """Left: share of failed runs (symmetric rule) against the SGD learning rate, without and
+    with clipping; right: the same against the width (Adam)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from rnnbook import plots
+
+    plots.set_style()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 3.8))
+    d = lr.assign(failed=failed(lr).astype(float),
+                  setting=lr["label"] + np.where(lr["clip_mode"] == "none", ", no clipping", ", clipped"))
+    sns.pointplot(data=d, x="learning_rate", y="failed", hue="setting", errorbar=None, dodge=0.3, ax=ax1,
+                  markers=["o", "s", "^", "D"][: d["setting"].nunique()])
+    ax1.set_xlabel("SGD learning rate (momentum 0.9)")
+    ax1.set_ylabel("share of runs failed")
+    ax1.set_ylim(-0.03, 1.03)
+    ax1.legend(fontsize=7, loc="upper left")
+    w = width.assign(failed=failed(width).astype(float))
+    sns.pointplot(data=w, x="units", y="failed", hue="label", errorbar=None, dodge=0.2, ax=ax2, markers=["o", "s"])
+    ax2.set_xlabel("hidden units (Adam)")
+    ax2.set_ylabel("share of runs failed")
+    ax2.set_ylim(-0.03, 1.03)
+    ax2.legend(fontsize=7, loc="upper left")
+    return _close(fig)
