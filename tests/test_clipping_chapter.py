@@ -263,23 +263,13 @@ def test_chapter_declares_exactly_the_module_parameters():
     assert set(_parameters_cell(ROOT / "chapters" / "clipping.md")) == set(clip.PARAMS)
 
 
-def test_quick_chapter_executes_and_glues_every_value(tmp_path, monkeypatch):
-    """The chapter notebook run by papermill with the quick preset (runs cached in a temporary
-    directory): it finishes, and every glue key the prose pastes is glued and not empty."""
-    import jupytext
-    import nbformat
-    import papermill
-
+@pytest.mark.slow
+def test_quick_chapter_executes_and_glues_every_value(quick_book):
+    """The chapter as the quick build executed it: every glue key the prose pastes is glued and
+    not empty."""
     from conftest import assert_chapter_glue
 
-    monkeypatch.setenv("RNNBOOK_DATA", str(tmp_path / "data"))
-    nb = jupytext.read(ROOT / "chapters" / "clipping.md")
-    src = tmp_path / "clipping.ipynb"
-    nbformat.write(nb, src)
-    out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(src), str(out), parameters=quick_params(), cwd=str(ROOT), kernel_name="python3",
-                               progress_bar=False)
-    executed = nbformat.read(out, as_version=4)
+    executed = quick_book.notebooks(["chapters/clipping"])["chapters/clipping"]
     values = assert_chapter_glue(executed, "chapters/clipping",
                                  ["fig-wall", "fig-clip-traces", "fig-clip-band", "fig-clip-vs-lr", "tbl-clip-modes",
                                   "tbl-clip-known", "tbl-clip-optimizers", "tbl-clip-overflow",

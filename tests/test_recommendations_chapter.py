@@ -72,3 +72,15 @@ def test_parameter_defaults_match_the_chapters_whose_runs_are_read(chapter):
     for name in module.PARAMS:
         assert mine[name] == theirs[name], name
     assert set(reco.PARAMS) == set(relu.PARAMS) | set(clipping.PARAMS)
+
+
+@pytest.mark.slow
+def test_quick_chapter_glues_the_claims_and_the_front_page(quick_book):
+    from conftest import assert_chapter_glue
+
+    doc = "chapters/recommendations"
+    nb = quick_book.notebooks([doc])[doc]
+    values = assert_chapter_glue(nb, doc, ["fig-reco-map"])
+    for key in reco.CLAIMS:
+        assert f"claim_{key}" in values and f"front_claim_{key}" in values
+    assert "front_headline" in values

@@ -182,3 +182,31 @@ def test_criterion_run_outcomes_and_fresh_batches():
     assert not np.array_equal(first[0], second[0])  # fresh sequences every batch
     assert np.array_equal(b.next(16)[0], first[0])  # reproducible per seed
     assert (task.train.bank_digits[first[0][:, 0]] == first[1]).all()  # the label is the first frame
+
+
+@pytest.mark.slow
+def test_quick_chapter_glues_its_figures_values_and_data(quick_book):
+    from conftest import assert_chapter_glue, referenced
+
+    doc = "chapters/relu"
+    anchors = ["tbl-interface-drive", "fig-interface-scale", "tbl-reach", "fig-updates-to-success",
+               "fig-memorisation", "fig-lr-stability"]
+    nb = quick_book.notebooks([doc])[doc]
+    values = assert_chapter_glue(nb, doc, anchors)
+    for anchor in anchors:
+        assert f"{anchor}-data" in referenced(nb), f"the caption of {anchor} has no data link"
+        assert f"rnnbook-file:{anchor}.csv" in values
+    page = quick_book.page(doc)
+    for old in ("fig-accuracy-vs-lag", "fig-recall-curves", "fig-count-task", "fig-width", "tbl-relu-summary"):
+        assert f'id="{old}"' in page, f"the shared anchor {old} no longer resolves on the page"
+
+
+def test_exploding_claim_counts_divergences_not_runs_that_never_learned():
+    spec = {(TANH, 1.0, 2): "ssss", (RELU, 1.0, 2): "ssss"}
+    stuck = {"label": [TANH, RELU], "clip_mode": ["none", "none"], "diverged": [True, False],
+             "ever_above_chance": [True, False], "success": [False, False]}
+    v = relu.verdicts(numbers_for(spec, lr_fail=stuck))
+    assert v["relu_unstable"][0] == "contradicted"  # tanh diverged, ReLU only never learned
+    assert "failed (diverged or never above chance): ReLU + orthogonal 1, tanh 1" in v["relu_unstable"][1]
+    same = dict(stuck, diverged=[False, False])
+    assert relu.verdicts(numbers_for(spec, lr_fail=same))["relu_unstable"][0] == "not decided at this budget"

@@ -241,21 +241,12 @@ def test_chapter_declares_exactly_the_module_parameters():
     assert set(_parameters_cell(ROOT / "chapters" / "reproductions.md")) == set(repro.PARAMS)
 
 
-def test_quick_chapter_executes_and_glues_every_value(tmp_path, monkeypatch):
-    import jupytext
-    import nbformat
-    import papermill
-
+@pytest.mark.slow
+def test_quick_chapter_executes_and_glues_every_value(quick_book):
+    """The chapter as the quick build executed it: every glue key the prose pastes is glued."""
     from conftest import assert_chapter_glue, glued_value
 
-    monkeypatch.setenv("RNNBOOK_DATA", str(tmp_path / "data"))
-    nb = jupytext.read(ROOT / "chapters" / "reproductions.md")
-    src, out = tmp_path / "reproductions.ipynb", tmp_path / "out.ipynb"
-    nbformat.write(nb, src)
-    papermill.execute_notebook(str(src), str(out), parameters=quick_params(), cwd=str(ROOT), kernel_name="python3",
-                               progress_bar=False)
-    executed = nbformat.read(out, as_version=4)
+    executed = quick_book.notebooks(["chapters/reproductions"])["chapters/reproductions"]
     values = assert_chapter_glue(executed, "chapters/reproductions",
                                  ["fig-adding", "fig-temporal-order", "tbl-repro-summary", "tbl-repro-adding"])
     assert "reproduced" in glued_value(values["tbl-repro-summary"])[1]  # the 1/6 bar on 10,000 sequences
-    assert (tmp_path / "data" / "runs").is_dir()

@@ -39,6 +39,9 @@ from rnnbook.training import TrainConfig
 
 #: Reach: the largest lag at which at least this share of a configuration's seeds succeed.
 REACH_SHARE = 0.75
+#: How :func:`compare_points`'s verdicts read in a sentence ("A beat B").
+COMPARED = {"better": "beat", "worse": "lost to", "ties": "tied with", "mixed": "was mixed against",
+            "not compared": "was not compared with"}
 #: Names of the chapter's parameters (its ``parameters`` cell).
 PARAMS = ("seeds", "rnn_configs", "lags", "feature_scales", "max_updates", "check_every", "target_fraction",
           "units", "batch_size", "learning_rate", "n_val", "n_test", "memo_lag", "memo_n_train",
@@ -300,6 +303,8 @@ def numbers(out: dict) -> dict:
     lr = out["lr"].assign(failed=failed(out["lr"]))
     n["lr_fail"] = {(lab, mode): (int(part["failed"].sum()), len(part))
                     for (lab, mode), part in lr.groupby(["label", "clip_mode"], sort=False)}
+    n["lr_diverged"] = {(lab, mode): int(part["diverged"].sum())
+                        for (lab, mode), part in lr.groupby(["label", "clip_mode"], sort=False)}
     n["lr_success"] = {(lab, mode): int(part["success"].sum())
                        for (lab, mode), part in lr.groupby(["label", "clip_mode"], sort=False)}
     width = out["width"].assign(failed=failed(out["width"]))
@@ -326,7 +331,7 @@ def verdicts(n: dict) -> dict:
         v["relu_short"] = ("contradicted", f"At lag {n['lag_min']} every ReLU configuration was worse than tanh.")
     else:
         v["relu_short"] = ("not decided at this budget", f"At lag {n['lag_min']} the ReLU configurations "
-                           "differed: " + ", ".join(f"{k} {c} tanh" for k, c in n["short_compare"].items()) + ".")
+                           "differed: " + ", ".join(f"{k} {COMPARED[c]} tanh" for k, c in n["short_compare"].items()) + ".")
     # 2. ReLU remembers further than tanh (no vanishing gradient)
     words = {s: further(n["relu_reach"][s], n["tanh_reach"][s]) for s in scales}
     reached = [s for s in scales if np.isfinite(n["relu_reach"][s]) or np.isfinite(n["tanh_reach"][s])]
@@ -357,14 +362,17 @@ def verdicts(n: dict) -> dict:
                  "worse": ("contradicted", "The gated cell beat the IRNN at some point and lost at none."),
                  "mixed": ("not decided at this budget", "Each beat the other somewhere."),
                  }.get(c, ("not decided at this budget", "The grid lacks the IRNN or a gated cell."))
-    # 5. ReLU is less stable without clipping (symmetric failure rule, SGD sweep)
+    # 5. ReLU makes exploding gradients worse: unclipped SGD runs that diverged (NaN/Inf or loss
+    #    blow-up), with the failures of the symmetric rule (diverged or never above chance) beside
     relu_l = next((lab for (lab, mode) in n["lr_fail"] if lab.startswith("ReLU")), None)
     if relu_l is None or (tanh, "none") not in n["lr_fail"]:
         v["relu_unstable"] = ("not decided at this budget", "The learning-rate sweep lacks tanh or ReLU.")
     else:
+        dr, dt = n["lr_diverged"][(relu_l, "none")], n["lr_diverged"][(tanh, "none")]
         (kr, nr), (kt, nt) = n["lr_fail"][(relu_l, "none")], n["lr_fail"][(tanh, "none")]
-        why = f"Unclipped SGD runs failed: {relu_l} {kr} of {nr}, tanh {kt} of {nt}."
-        v["relu_unstable"] = (("supported", why) if kr > kt else ("contradicted", why) if kr < kt
+        why = (f"Unclipped SGD runs that diverged: {relu_l} {dr} of {nr}, tanh {dt} of {nt}; runs that failed "
+               f"(diverged or never above chance): {relu_l} {kr}, tanh {kt}.")
+        v["relu_unstable"] = (("supported", why) if dr > dt else ("contradicted", why) if dr < dt
                               else ("not decided at this budget", why))
     # 6. the interface scale decides whether a configuration learns to remember
     effects = n["scale_effects"]
