@@ -28,6 +28,22 @@ kernelspec:
 """
 
 
+def chapter_defaults(title: str) -> dict:
+    """The defaults of a chapter's ``parameters`` cell (``title``: its file stem), as the build reads them."""
+    from rnnbook.book import build
+
+    return dict(next(c for c in build.find_chapters(ROOT) if c.title == title).defaults)
+
+
+def quick_params(title: str) -> dict:
+    """A chapter's parameters with the quick preset applied."""
+    import yaml
+
+    quick = yaml.safe_load((ROOT / "presets" / "quick.yaml").read_text())
+    defaults = chapter_defaults(title)
+    return {**defaults, **{k: v for k, v in quick.items() if k in defaults}}
+
+
 def chapter(title: str, parameters: str, body: str) -> str:
     """A MyST Markdown notebook with one parameters cell and one more code cell."""
     return (

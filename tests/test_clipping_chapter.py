@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from conftest import chapter_defaults, quick_params  # noqa: E402
+
 import rnnbook  # noqa: E402,F401  (quiets TensorFlow first)
 from rnnbook.experiments import clipping as clip  # noqa: E402
 from rnnbook.experiments.common import ExperimentError  # noqa: E402
@@ -118,7 +120,7 @@ def test_matched_learning_rate_equalises_the_typical_step():
 
 
 def test_parameter_counts_of_the_exploding_setting():
-    cfg = clip.exploding_config(quick_params())
+    cfg = clip.exploding_config(quick_params("clipping"))
     n_vars, n_params = clip.parameter_counts(cfg)
     model = cfg.model(10)
     assert n_vars == len(model.trainable_variables)
@@ -127,12 +129,12 @@ def test_parameter_counts_of_the_exploding_setting():
 
 
 def test_missing_or_bad_parameters_are_named():
-    p = quick_params()
+    p = quick_params("clipping")
     del p["pilot_updates"]
     with pytest.raises(ExperimentError, match="pilot_updates"):
         clip.pick(p)
     with pytest.raises(ExperimentError, match="clip_lag"):
-        clip.pick(dict(quick_params(), clip_lag=0))
+        clip.pick(dict(quick_params("clipping"), clip_lag=0))
 
 
 # ------------------------------------------------------------------ run tables
@@ -240,27 +242,12 @@ def test_sgd_adam_spike_and_overflow_tables():
 
 
 # ------------------------------------------------------------------ the chapter, quick preset
-def quick_params() -> dict:
-    """The chapter's parameters with the quick preset applied (defaults from its parameters cell)."""
-    import yaml
-
-    quick = yaml.safe_load((ROOT / "presets" / "quick.yaml").read_text())
-    defaults = _parameters_cell(ROOT / "chapters" / "clipping.md")
-    return {**defaults, **{k: v for k, v in quick.items() if k in defaults}}
 
 
-def _parameters_cell(path) -> dict:
-    import jupytext
-
-    nb = jupytext.read(path)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    values: dict = {}
-    exec(cell.source, {}, values)  # the chapter's own defaults (trusted: this repository)
-    return values
 
 
 def test_chapter_declares_exactly_the_module_parameters():
-    assert set(_parameters_cell(ROOT / "chapters" / "clipping.md")) == set(clip.PARAMS)
+    assert set(chapter_defaults("clipping")) == set(clip.PARAMS)
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 clipping chapters; checked on hand-made numbers whose answer is known."""
 import math
 
-import jupytext
 import pytest
 
 from rnnbook.experiments import clipping, recommendations as reco, relu
@@ -61,13 +60,9 @@ def test_best_scale_prefers_the_higher_success_rate():
 @pytest.mark.parametrize("chapter", ["relu", "clipping"])
 def test_parameter_defaults_match_the_chapters_whose_runs_are_read(chapter):
     """The recommendations read cached runs: with other defaults they would retrain."""
-    def defaults(name):
-        nb = jupytext.read(f"chapters/{name}.md")
-        ns = {}
-        exec([c for c in nb.cells if "parameters" in c.metadata.get("tags", [])][0].source, ns)
-        return ns
+    from conftest import chapter_defaults
 
-    mine, theirs = defaults("recommendations"), defaults(chapter)
+    mine, theirs = chapter_defaults("recommendations"), chapter_defaults(chapter)
     module = {"relu": relu, "clipping": clipping}[chapter]
     for name in module.PARAMS:
         assert mine[name] == theirs[name], name

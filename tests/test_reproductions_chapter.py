@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from conftest import chapter_defaults, quick_params  # noqa: E402
+
 import rnnbook  # noqa: E402,F401  (quiets TensorFlow first)
 from rnnbook import synthetic, training  # noqa: E402
 from rnnbook.experiments import reproductions as repro  # noqa: E402
@@ -219,26 +221,12 @@ def test_fig_temporal_order_draws_one_errorbar_series_per_arm():
 
 
 # ------------------------------------------------------------------ the chapter, quick preset
-def _parameters_cell(path) -> dict:
-    import jupytext
-
-    nb = jupytext.read(path)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    values: dict = {}
-    exec(cell.source, {}, values)  # the chapter's own defaults (trusted: this repository)
-    return values
 
 
-def quick_params() -> dict:
-    import yaml
-
-    quick = yaml.safe_load((ROOT / "presets" / "quick.yaml").read_text())
-    defaults = _parameters_cell(ROOT / "chapters" / "reproductions.md")
-    return {**defaults, **{k: v for k, v in quick.items() if k in defaults}}
 
 
 def test_chapter_declares_exactly_the_module_parameters():
-    assert set(_parameters_cell(ROOT / "chapters" / "reproductions.md")) == set(repro.PARAMS)
+    assert set(chapter_defaults("reproductions")) == set(repro.PARAMS)
 
 
 @pytest.mark.slow
