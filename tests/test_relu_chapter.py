@@ -210,3 +210,22 @@ def test_exploding_claim_counts_divergences_not_runs_that_never_learned():
     assert "failed (diverged or never above chance): ReLU + orthogonal 1, tanh 1" in v["relu_unstable"][1]
     same = dict(stuck, diverged=[False, False])
     assert relu.verdicts(numbers_for(spec, lr_fail=same))["relu_unstable"][0] == "not decided at this budget"
+
+
+def test_fig_stability_draws_each_setting_in_its_configuration_colour():
+    from rnnbook import plots
+
+    lr = pd.DataFrame({"label": [TANH] * 4 + [RELU] * 4, "clip_mode": ["none", "none", "global_clipnorm",
+                                                                      "global_clipnorm"] * 2,
+                       "learning_rate": [0.01, 1.0] * 4, "diverged": [False, True, False, False] * 2,
+                       "ever_above_chance": [True] * 8})
+    width = pd.DataFrame({"label": [TANH, TANH, RELU, RELU], "units": [64, 1024] * 2,
+                          "diverged": [False, False, False, True], "ever_above_chance": [True, False, True, True]})
+    fig = relu.fig_stability(lr, width)
+    left, right = fig.axes
+    assert len(left.containers) == 4 and len(right.containers) == 2
+    tanh_line = left.containers[0].lines[0]
+    assert list(np.asarray(tanh_line.get_ydata(), float)) == [0.0, 1.0]  # one run per point: 0/1, 1/1 failed
+    assert matplotlib.colors.to_hex(tanh_line.get_color()) == matplotlib.colors.to_hex(
+        plots.config_style(TANH)["color"])
+    assert list(np.asarray(right.containers[0].lines[0].get_ydata(), float)) == [0.0, 1.0]

@@ -115,28 +115,50 @@ def fig_memorisation(curves: pd.DataFrame, chance: float):
     return _close(fig)
 
 
+def _failure_lines(ax, runs: pd.DataFrame, x: str, groups, jitter: float = 0.04) -> None:
+    """One line per group: the share of failed runs (Wilson 95 % interval) against ``x`` (log
+    scale), coloured by configuration; ``groups`` maps a group to ``(label, linestyle, name)``."""
+    from rnnbook import plots
+    from rnnbook.experiments.common import wilson_interval
+
+    for i, (key, (label, linestyle, name)) in enumerate(groups.items()):
+        part = runs[runs["group"] == key]
+        xs, rates, lo, hi = [], [], [], []
+        for value, g in part.groupby(x, sort=True):
+            k, n = int(failed(g).sum()), len(g)
+            rate, low, high = wilson_interval(k, n)
+            xs.append(float(value) * (1 + jitter * (i - (len(groups) - 1) / 2)))
+            rates.append(rate), lo.append(rate - low), hi.append(high - rate)
+        style = plots.config_style(label)
+        ax.errorbar(xs, rates, yerr=[lo, hi], color=style["color"], marker=style["marker"], linestyle=linestyle,
+                    capsize=2, lw=1.4, ms=5, label=name)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("share of runs failed")
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def fig_stability(lr: pd.DataFrame, width: pd.DataFrame):
-    """Left: share of failed runs (symmetric rule) against the SGD learning rate, without and
-    with clipping; right: the same against the width (Adam)."""
+    """Left: share of failed runs (symmetric rule, Wilson 95 % intervals) against the SGD learning
+    rate, without (solid) and with (dashed) clipping; right: the same against the width (Adam).
+    Colours and markers are the configurations' own."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     from rnnbook import plots
 
     plots.set_style()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 3.8))
-    d = lr.assign(failed=failed(lr).astype(float),
-                  setting=lr["label"] + np.where(lr["clip_mode"] == "none", ", no clipping", ", clipped"))
-    sns.pointplot(data=d, x="learning_rate", y="failed", hue="setting", errorbar=None, dodge=0.3, ax=ax1,
-                  markers=["o", "s", "^", "D"][: d["setting"].nunique()])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    d = lr.assign(group=list(zip(lr["label"], lr["clip_mode"])))
+    groups = {(lab, mode): (lab, "-" if mode == "none" else "--",
+                            f"{lab}, {'no clipping' if mode == 'none' else 'clipped'}")
+              for lab, mode in dict.fromkeys(d["group"])}
+    _failure_lines(ax1, d, "learning_rate", groups)
     ax1.set_xlabel("SGD learning rate (momentum 0.9)")
-    ax1.set_ylabel("share of runs failed")
-    ax1.set_ylim(-0.03, 1.03)
-    ax1.legend(fontsize=7, loc="upper left")
-    w = width.assign(failed=failed(width).astype(float))
-    sns.pointplot(data=w, x="units", y="failed", hue="label", errorbar=None, dodge=0.2, ax=ax2, markers=["o", "s"])
+    w = width.assign(group=width["label"])
+    _failure_lines(ax2, w, "units", {lab: (lab, "-", lab) for lab in dict.fromkeys(w["label"])})
     ax2.set_xlabel("hidden units (Adam)")
-    ax2.set_ylabel("share of runs failed")
-    ax2.set_ylim(-0.03, 1.03)
-    ax2.legend(fontsize=7, loc="upper left")
+    units = sorted(w["units"].unique())
+    ax2.set_xticks(units)
+    ax2.set_xticklabels([str(int(u)) for u in units])
+    ax2.minorticks_off()
     return _close(fig)
