@@ -496,6 +496,11 @@ def fig_clip_vs_lr(lr_table: pd.DataFrame):
                        {"unclipped": "no clipping", "matched step": "no clipping, matched step",
                         "clipped": "global_clipnorm"}[arm])
     ax.set_xscale("log")
+    rates = sorted(lr_table["learning_rate"].astype(float).unique())
+    ax.set_xticks(rates)
+    ax.set_xticklabels([f"{r:.2g}" for r in rates])
+    ax.minorticks_off()
+    plots.fit_tick_labels(ax)
     ax.set_ylim(-0.04, 1.04)
     ax.set_xlabel("SGD learning rate (momentum 0.9)")
     ax.set_ylabel("share of runs reaching the criterion")

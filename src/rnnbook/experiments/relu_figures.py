@@ -71,7 +71,8 @@ def fig_updates_to_success(runs: pd.DataFrame, cap: int):
                   palette={"reached the criterion": "#0173b2", "censored at the cap": "#949494",
                            "diverged": "#d55e00"})
     ax.axhline(cap, ls="--", lw=1, color="0.4")
-    ax.text(ax.get_xlim()[1], cap, " cap", va="center", ha="left", fontsize=8, color="0.3")
+    ax.annotate(f"cap ({cap} updates)", xy=(0, cap), xycoords=("axes fraction", "data"), xytext=(3, -3),
+                textcoords="offset points", va="top", fontsize=8, color="0.3")
     ax.set_xlabel("")
     ax.set_ylabel("updates")
     ax.tick_params(axis="x", labelsize=8)
