@@ -102,9 +102,13 @@ def headline(r: dict, verdicts: dict) -> str:
                   "contradicted": "ReLU then remembered no further than tanh, so keep the default tanh",
                   }.get(memory, "whether ReLU remembers further than tanh was not decided at this budget"))
     gated = verdicts["gated"][0]
-    parts.append({"supported": "a gated cell (GRU) reached further still",
-                  "contradicted": "a gated cell (GRU) did not reach further"}.get(
-        gated, "gated cells did not reach clearly further at this budget"))
+    text = {"supported": "a gated cell (GRU) reached further still",
+            "contradicted": "a gated cell (GRU) did not reach further"}.get(
+        gated, "gated cells did not reach clearly further at this budget")
+    g_as_is, g_best = n["best_gated_reach"][s_as_is], n["best_gated_reach"][s_best]
+    if np.nan_to_num(g_as_is, nan=-1) > np.nan_to_num(g_best, nan=-1):
+        text += f" (the GRU, unlike the simple RNNs, reached furthest with the features as they are: {_lags(g_as_is)})"
+    parts.append(text)
     clip = verdicts["clip"][0]
     parts.append({"supported": "and clipping the global gradient norm kept SGD from blowing up",
                   "contradicted": "and clipping did not prevent the blow-ups here"}.get(

@@ -294,7 +294,8 @@ def numbers(out: dict) -> dict:
                      for lab, part in lag.groupby("label", sort=False)}
     n["scale_effects"] = scale_effects(table)
     n["n_points_succeeding"] = int((table["successes"] > 0).sum())
-    drive = out["drive"].groupby("feature_scale")[["saturated_share", "input_to_recurrent", "feature_rms"]].median()
+    tanh_drive = out["drive"][out["drive"]["label"] == role_label("tanh")]  # the only bounded, saturating cell
+    drive = tanh_drive.groupby("feature_scale")[["saturated_share", "input_to_recurrent", "feature_rms"]].median()
     n["drive"] = {float(s): row.to_dict() for s, row in drive.iterrows()}
     memo = out["memo"]
     n["memo"] = {lab: {"train": float(np.mean([r["check_train_acc"][-1] for r in part["record"]])),
