@@ -17,7 +17,7 @@ CHAPTER = "chapters/task_and_model"
 def one_chapter_book(repo_root, root):
     """The repository's configuration and presets with only ``CHAPTER`` in the table of contents."""
     (root / "chapters").mkdir(parents=True)
-    for name in ("_config.yml", "index.md", "references.bib", "requirements.txt"):
+    for name in ("_config.yml", "index.md", "references.bib", "requirements.txt", "CITATION.cff"):
         shutil.copy(repo_root / name, root / name)
     shutil.copytree(repo_root / "presets", root / "presets")
     shutil.copy(repo_root / f"{CHAPTER}.md", root / f"{CHAPTER}.md")

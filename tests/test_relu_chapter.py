@@ -77,8 +77,8 @@ def test_compare_points_mixed_and_missing():
 def numbers_for(spec, lr_fail=None):
     t = relu.success_table(runs_table(spec))
     out = {"table": t, "lag": runs_table(spec), "params": {"lags": sorted({k[2] for k in spec})},
-           "drive": pd.DataFrame({"feature_scale": [1.0], "saturated_share": [0.5], "input_to_recurrent": [3.0],
-                                  "feature_rms": [0.4]}),
+           "drive": pd.DataFrame({"label": [TANH], "feature_scale": [1.0], "saturated_share": [0.5],
+                                  "input_to_recurrent": [3.0], "feature_rms": [0.4]}),
            "memo": pd.DataFrame({"label": ["fresh sequences"], "record": [{"check_train_acc": [0.5],
                                                                          "check_val_acc": [0.5]}]}),
            "lr": pd.DataFrame(lr_fail or {"label": [TANH, RELU], "clip_mode": ["none", "none"],
