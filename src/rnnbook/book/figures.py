@@ -185,6 +185,8 @@ def glue_table(key: str, table, data: Any = None, *, caption_data_link: bool = T
 
     check_key(key)
     line = _publish_data(key, table if data is None else data, caption_data_link, cite=False)
+    if hasattr(table, "set_uuid"):  # a pandas Styler: a fixed id instead of a random one, so rebuilds match
+        table = table.set_uuid(key.replace("-", "_"))
     glue(key, table, display=False)
     return line
 
