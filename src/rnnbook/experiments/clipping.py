@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbook import sweeps
-from rnnbook.experiments.common import (chance_bar, PASCANU_BAND, ExperimentError, display_table, parse_rnn_config,
+from rnnbook.experiments.common import (outcomes, chance_bar, PASCANU_BAND, ExperimentError, display_table, parse_rnn_config,
                                         wilson_interval)
 from rnnbook.training import TrainConfig
 from rnnbook.experiments.clip_options import (  # noqa: F401 - the chapter's exact tables
@@ -155,21 +155,6 @@ def matched_learning_rate(learning_rate: float, threshold: float, grad_norms) ->
 # ----------------------------------------------------------------------------- runs and counts
 
 
-def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` (from :func:`rnnbook.sweeps.run_sweep`) with the criterion's columns: ``outcome``,
-    ``updates``, ``updates_to_success``, ``sequences_seen``, ``success``, ``censored``; a run that
-    raised counts as failed (neither success nor censored)."""
-    rec = runs["record"]
-    out = runs.assign(
-        outcome=[r.get("outcome", "failed") for r in rec],
-        updates=[int(r.get("updates", 0)) for r in rec],
-        updates_to_success=[r.get("updates_to_success") or np.nan for r in rec],
-        sequences_seen=[int(r.get("sequences_seen", 0)) for r in rec])
-    out = out.assign(success=out["outcome"] == "success", censored=out["outcome"] == "censored",
-                     diverged=out["outcome"] == "diverged")
-    last = np.array([(r.get("check_val_acc") or [math.nan])[-1] for r in rec], dtype=float)
-    return out.assign(at_chance=out["censored"] & (last <= chance_bar(out["chance"].to_numpy(float),
-                                                                        out["n_val"].to_numpy(float))))
 
 
 

@@ -225,6 +225,31 @@ def failed(runs: pd.DataFrame) -> pd.Series:
     return runs["diverged"] | ~runs["ever_above_chance"]
 
 
+def above_chance_ever(record: dict) -> bool:
+    """True when some validation check of the run beat :func:`chance_bar`."""
+    bar = chance_bar(record["chance"], record["config"]["n_val"])
+    return bool(any(v > bar for v in record.get("check_val_acc", [])))
+
+
+def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (from :func:`rnnbook.sweeps.run_sweep`) with the criterion's columns: ``outcome``,
+    ``updates``, ``updates_to_success``, ``sequences_seen``, ``success``, ``censored``, ``diverged``, ``at_chance`` (censored and
+    still at chance) and ``ever_above_chance`` (some check beat :func:`chance_bar`); a run that
+    raised counts as failed (neither success nor censored)."""
+    rec = runs["record"]
+    out = runs.assign(
+        outcome=[r.get("outcome", "failed") for r in rec],
+        updates=[int(r.get("updates", 0)) for r in rec],
+        updates_to_success=[r.get("updates_to_success") or np.nan for r in rec],
+        sequences_seen=[int(r.get("sequences_seen", 0)) for r in rec])
+    out = out.assign(success=out["outcome"] == "success", censored=out["outcome"] == "censored",
+                     diverged=out["outcome"] == "diverged")
+    last = np.array([(r.get("check_val_acc") or [math.nan])[-1] for r in rec], dtype=float)
+    bars = np.broadcast_to(chance_bar(out["chance"].to_numpy(float), out["n_val"].to_numpy(float)), len(out))
+    ever = [any(v > bar for v in (r.get("check_val_acc") or [])) for r, bar in zip(rec, bars)]
+    return out.assign(at_chance=out["censored"] & (last <= bars), ever_above_chance=ever)
+
+
 def beats_every_run(a, b) -> bool:
     """True when every value of ``a`` is above every value of ``b`` (for 4 vs 4 runs a one-sided
     rank test at p = 1/70)."""

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbook import sweeps
-from rnnbook.experiments.common import (chance_bar, failed, ExperimentError, encoder_ceiling, fmt_ci, parse_rnn_config,
+from rnnbook.experiments.common import (above_chance_ever, outcomes, chance_bar, failed, ExperimentError, encoder_ceiling, fmt_ci, parse_rnn_config,
                                         role_label, specs, wilson_interval)
 from rnnbook.experiments.interface import SATURATION, drive_display, drive_table, input_drive  # noqa: F401
 from rnnbook.experiments.relu_figures import (  # noqa: F401 - the chapter's figures
@@ -136,21 +136,13 @@ def plan(params: dict, target_acc: float = 0.9) -> list[TrainConfig]:
 
 def run(configs, labels, seeds, desc) -> pd.DataFrame:
     """Run (or load) a grid; one row per run with ``outcome``, ``success`` and ``updates``."""
-    runs = sweeps.run_sweep(configs, seeds, desc=desc, labels=labels)
-    runs["outcome"] = [r["outcome"] for r in runs["record"]]
-    runs["success"] = runs["outcome"] == "success"
-    runs["updates"] = [r["updates"] for r in runs["record"]]
-    runs["ever_above_chance"] = [above_chance_ever(r) for r in runs["record"]]
+    runs = outcomes(sweeps.run_sweep(configs, seeds, desc=desc, labels=labels))
     runs["accuracy"] = sweeps.accuracy_with_divergence(runs, "chance")
     return runs
 
 
 
 
-def above_chance_ever(record: dict) -> bool:
-    """True when some validation check of the run beat :func:`chance_bar`."""
-    bar = chance_bar(record["chance"], record["config"]["n_val"])
-    return bool(any(v > bar for v in record.get("check_val_acc", [])))
 
 
 def success_table(runs: pd.DataFrame, by=("label", "feature_scale", "lag")) -> pd.DataFrame:

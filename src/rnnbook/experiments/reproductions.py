@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from rnnbook import sweeps, synthetic
-from rnnbook.experiments.clipping import compare, counts, k_of_n, outcomes
+from rnnbook.experiments.clipping import compare, counts, k_of_n
+from rnnbook.experiments.common import outcomes
 from rnnbook.experiments.common import ExperimentError, fmt_ci, parse_rnn_config
 from rnnbook.training import TrainConfig
 
