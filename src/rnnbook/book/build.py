@@ -287,11 +287,9 @@ def execute(root: Path, job: Job, build_dir: Path, progress: bool = True, term=N
     src_nb = work / f"{slug}.source.ipynb"
     out_nb = work / f"{slug}.ipynb"
     nbformat.write(nb, src_nb)
-    old_env = {k: os.environ.get(k) for k in job.env}
-    os.environ.update(job.env)
     log = build_dir / "logs" / f"{slug}.log"
     try:
-        with _stderr_to(log):
+        with _environ(job.env), _stderr_to(log):
             papermill.execute_notebook(
                 str(src_nb), str(out_nb), parameters=job.parameters, kernel_name=KERNEL,
                 language="python", cwd=str(root), log_output=False,
@@ -310,12 +308,6 @@ def execute(root: Path, job: Job, build_dir: Path, progress: bool = True, term=N
             f"The executed notebook with the traceback is kept at {failed}\n"
             f"(kernel log: {log})"
         ) from None
-    finally:
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return out_nb
 
 
