@@ -38,18 +38,25 @@ def _template():
 
 
 def _slow_fake(marks, seconds=1.0, fail=()):
-    """A trainer for Ray workers: leaves ``<marks>/<activation>-<seed>.<pid>`` when it starts,
-    sleeps, and raises for the activations in ``fail``. Nested, so Ray ships it by value."""
+    """A trainer for Ray workers: adds a line to ``<marks>/<activation>-<seed>.<pid>`` each time it
+    starts (a retry may land in the same worker process), sleeps, and raises for the activations in
+    ``fail``. Nested, so Ray ships it by value."""
     template = _template()
 
     def fake(config):
-        (marks / f"{config.activation}-{config.seed}.{os.getpid()}").touch()
+        with open(marks / f"{config.activation}-{config.seed}.{os.getpid()}", "a") as mark:
+            mark.write("started\n")
         time.sleep(seconds)
         if config.activation in fail:
             raise ValueError(f"no {config.activation} today")
         return dict(copy.deepcopy(template), config=config.to_dict(), test_acc=0.1 * config.seed)
 
     return fake
+
+
+def _starts(marks):
+    """One ``<activation>-<seed>`` per start the fake trainer recorded, retries included."""
+    return sorted(p.stem for p in marks.iterdir() for _ in p.read_text().splitlines())
 
 
 def test_ray_gives_the_local_numbers(local_ray, tmp_path):
@@ -92,7 +99,7 @@ def test_a_killed_worker_is_retried_and_every_run_is_present_once(local_ray, tmp
     pairs = list(zip(runs["activation"], runs["seed"]))
     assert pairs == [(a, s) for a in ("tanh", "relu") for s in (0, 1, 2)]
     np.testing.assert_allclose(runs["test_acc"], [0, 0.1, 0.2] * 2)
-    started = [p.stem for p in marks.iterdir()]
+    started = _starts(marks)
     assert started.count(killed[0]) == 2, "the killed run was not retried"
     assert len(list((tmp_path / "runs").glob("*.json"))) == 6
 
@@ -106,7 +113,7 @@ def test_a_failing_run_is_recorded_not_cached(local_ray, tmp_path):
     assert all("ValueError: no relu today" in e for e in runs["error"][runs["failed"]])
     assert runs["error"][~runs["failed"]].isna().all()
     assert runs["test_acc"][runs["failed"]].isna().all()
-    assert sorted(p.stem for p in marks.iterdir()) == ["relu-0"] * 2 + ["relu-1"] * 2 + ["tanh-0", "tanh-1"]
+    assert _starts(marks) == ["relu-0"] * 2 + ["relu-1"] * 2 + ["tanh-0", "tanh-1"]
     cached = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert cached == sorted(f"{sweeps.run_key(c)}.json" for c in sweeps.with_seeds(GRID[:1], [0, 1]))
 
@@ -135,7 +142,7 @@ def test_ctrl_c_keeps_the_finished_runs(local_ray, tmp_path, monkeypatch):
     executor = sweeps.RayExecutor(trainer=_slow_fake(marks / "again", 0.0))
     runs = sweeps.run_sweep(GRID, seeds=seeds, cache_dir=cache, executor=executor)
     assert len(runs) == 8 and not runs["failed"].any()
-    assert len(list((marks / "again").iterdir())) == 8 - 2
+    assert len(_starts(marks / "again")) == 8 - 2
 
 
 def test_a_lost_cluster_stops_the_sweep_with_the_finished_runs_cached(local_ray, tmp_path, monkeypatch):
