@@ -236,7 +236,7 @@ def build_model(cell: str = "simple_rnn", units: int = 64, activation: str = "ta
     runtime.configure()
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ModelError(f"num_classes={num_classes!r} must be an integer >= 2")
-    keras.utils.set_random_seed(seed)
+    runtime.seed_everything(seed)
     encoder = build_encoder(conv_filters, frame_shape, seed, feature_scale)
     rnn = build_recurrent(cell, units, activation, recurrent_initializer, recurrent_gain, seed)
     head = keras.layers.Dense(int(num_classes), kernel_initializer=head_initializer(seed),
@@ -263,7 +263,7 @@ def build_vector_model(cell: str = "simple_rnn", units: int = 64, activation: st
             raise ModelError(f"{name}={value!r} must be an integer >= {low}")
     if input_std is not None and not (np.isfinite(input_std) and input_std > 0):
         raise ModelError(f"input_std={input_std!r} must be a positive number (or None: Glorot-uniform)")
-    keras.utils.set_random_seed(seed)
+    runtime.seed_everything(seed)
     encoder = keras.Sequential([keras.Input((int(n_features),)), keras.layers.Identity(name="frames")],
                                name="encoder")
     rnn = build_recurrent(cell, units, activation, recurrent_initializer, recurrent_gain, seed)

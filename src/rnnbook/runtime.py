@@ -2,6 +2,15 @@
 
 Call :func:`configure` once before building models; :func:`seed_everything`
 before every run that must be repeatable.
+
+TensorFlow's global seed is set once per process, in :func:`configure`, and not per run:
+``tf.random.set_seed`` (which ``keras.utils.set_random_seed`` calls) clears TensorFlow's
+kernel caches, so the first call of every traced step afterwards pays for instantiating
+its graph again, about 0.25 s a run measured here. No run needs it: every kernel the book
+trains is drawn by an initializer with an explicit seed (:func:`rnnbook.models.reinitialize`),
+data come from NumPy generators seeded per run, and no op draws from TensorFlow's global
+random state (``tests/test_runtime.py`` checks that a run's numbers do not depend on the
+runs before it in the process).
 """
 from __future__ import annotations
 
@@ -11,6 +20,8 @@ import random
 import numpy as np
 
 _CONFIGURED = False
+#: TensorFlow's global seed, set once per process (see the module docstring).
+GLOBAL_TF_SEED = 0
 
 
 def configure(threads: int | None = None) -> None:
@@ -24,6 +35,7 @@ def configure(threads: int | None = None) -> None:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
+    tf.random.set_seed(GLOBAL_TF_SEED)
     tf.config.experimental.enable_op_determinism()
     n = threads or os.cpu_count() or 1
     try:
@@ -35,10 +47,8 @@ def configure(threads: int | None = None) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras from one integer."""
+    """Seed Python's and NumPy's global generators (which Keras's unseeded initializers draw
+    from) from one integer; TensorFlow's global seed stays as :func:`configure` set it."""
     configure()
-    import keras
-
     random.seed(seed)
     np.random.seed(seed)
-    keras.utils.set_random_seed(seed)
