@@ -229,3 +229,21 @@ def test_fig_stability_draws_each_setting_in_its_configuration_colour():
     assert matplotlib.colors.to_hex(tanh_line.get_color()) == matplotlib.colors.to_hex(
         plots.config_style(TANH)["color"])
     assert list(np.asarray(right.containers[0].lines[0].get_ydata(), float)) == [0.0, 1.0]
+
+
+def test_the_dry_run_plans_exactly_the_runs_the_quick_build_trained(quick_book):
+    """``plan`` (what ``rnnbook build --dry-run`` counts) uses the build's success target once the
+    encoder's ceiling is cached, so every planned run is found in the run cache."""
+    from conftest import quick_params
+    from rnnbook import sweeps
+    from rnnbook.book.chapter_cache import src_digest
+
+    assert quick_book.code == 0, quick_book.output
+    if src_digest() != quick_book.src_digest:  # only in a checkout shared with people editing src/
+        pytest.skip("src/rnnbook changed since the quick build: its cached runs have other keys")
+    params = quick_params("relu")
+    configs = relu.plan(params)
+    target = relu.target_of(relu._pick(params), relu.encoder_ceiling(params["ceiling_epochs"], compute=False))
+    assert {c.target_acc for c in configs} == {target, 1.0} and target != relu.PLANNING_TARGET  # 1.0: memorisation
+    missing = [c for c in configs if not sweeps.is_cached(c, sweeps.RUNS_DIR)]
+    assert not missing, f"{len(missing)} of {len(configs)} planned runs are not in the cache, e.g. {missing[0]}"

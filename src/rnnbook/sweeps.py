@@ -204,13 +204,14 @@ def _store(path: Path, text: str) -> None:
 
 
 def cached_call(name: str, fn: Callable[[Any], Any], config: TrainConfig,
-                cache_dir: str | Path | None = RUNS_DIR):
+                cache_dir: str | Path | None = RUNS_DIR, compute: bool = True):
     """``fn(config)`` (a JSON-serialisable value), cached as ``<cache_dir>/<name>-<key>.json``.
 
     The key covers ``name``, the configuration, and :func:`code_version` of the module
     defining ``fn`` and of :mod:`rnnbook.training` (their source, imports and package
     versions): editing the measurement re-computes it. Returns the value as read back from
     JSON (lists, not arrays), the same on the first call and from the cache.
+    ``compute=False`` only looks: the cached value, or None when there is none.
     """
     if not name or any(c in name for c in "/\\"):
         raise ValueError(f"name={name!r} must be a non-empty file-name prefix without slashes")
@@ -220,6 +221,8 @@ def cached_call(name: str, fn: Callable[[Any], Any], config: TrainConfig,
     cached = _load(path) if path is not None else None
     if isinstance(cached, dict) and "value" in cached:
         return cached["value"]
+    if not compute:
+        return None
     text = _dumps({"config": config.to_dict(), "value": fn(config)})
     if path is not None:
         _store(path, text)

@@ -270,10 +270,12 @@ def fmt_ci(mean: float, lo: float, hi: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def encoder_ceiling(epochs: int = 30, seed: int = 0) -> dict:
+def encoder_ceiling(epochs: int = 30, seed: int = 0, compute: bool = True) -> dict | None:
     """The encoder's per-image test accuracy (:func:`rnnbook.criterion.encoder_ceiling`),
-    cached with the runs: the reference of every chapter's success criterion."""
+    cached with the runs: the reference of every chapter's success criterion.
+    ``compute=False`` returns it only if cached (else None), without training."""
     from rnnbook import criterion, sweeps
     from rnnbook.training import TrainConfig
 
-    return sweeps.cached_call("ceiling", criterion.ceiling_of, TrainConfig(epochs=int(epochs), seed=int(seed)))
+    return sweeps.cached_call("ceiling", criterion.ceiling_of, TrainConfig(epochs=int(epochs), seed=int(seed)),
+                              compute=compute)
