@@ -206,6 +206,7 @@ def test_dry_run_lists_runs_cached_runs_and_the_estimate(toy_book, tmp_path, mon
     monkeypatch.syspath_prepend(str(modules))
     monkeypatch.setattr(scope, "PLAN_MODULE", "toyplan_{stem}")
     monkeypatch.setattr(sweeps, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(sweeps, "MIN_CALIBRATION_WORK", 0)  # let the one tiny cached run calibrate
     base = TrainConfig(seq_len=4, lag=1, n_train=64, n_val=16, n_test=16, epochs=2, batch_size=16)
     record = {"config": base.to_dict(), "diverged": False, "wall_time": 36.0, "steps": {"loss": [1.0] * 8}}
     (tmp_path / "runs").mkdir()
@@ -214,7 +215,7 @@ def test_dry_run_lists_runs_cached_runs_and_the_estimate(toy_book, tmp_path, mon
     assert code == 0
     assert re.search(r"chapters/ok\s+3\s+1\s+0\.02\s+executed", out), out  # 3 distinct runs, 1 cached
     assert re.search(r"chapters/boom\s+\?\s+\?\s+\?\s+executed \(grid unknown: no plan\(\)\)", out), out
-    # the cached run: 36 s for 8 updates x 16 sequences x 4 frames; two such runs to go: 72 s
+    # the cached run: 36 s for 8 updates x 16 sequences x 4 frames (+ checks); two such runs to go: 72 s
     assert "estimated 0.02 run-hours" in out and "grid unknown for chapters/boom" in out
     assert not (toy_book / "_build" / "executed").exists(), "a dry run executed something"
     code, out = run(toy_book, dry_run=True, only=["boom"])

@@ -316,3 +316,42 @@ def test_accuracy_with_divergence_on_a_summary_frame(swept):
     assert len(acc) == len(records) and acc.notna().all()
     assert acc.iloc[1] == records[1]["chance"]
     assert acc.iloc[0] == records[0]["test_acc"]
+
+
+def _cached_cost(cache, config, updates, wall_time, diverged=False):
+    """A cached run record of ``config`` that made ``updates`` updates in ``wall_time`` seconds."""
+    cache.mkdir(exist_ok=True)
+    record = {"config": config.to_dict(), "diverged": diverged, "wall_time": wall_time,
+              "steps": {"loss": [1.0] * updates}}
+    (cache / f"{sweeps.run_key(config)}.json").write_text(json.dumps(record))
+
+
+def test_work_frames_counts_training_and_weighted_checks():
+    epochs = TrainConfig(seq_len=10, n_train=256, n_val=100, n_test=50, epochs=3, batch_size=128)
+    assert sweeps.work_frames(epochs.to_dict(), 6) == 6 * 128 * 10 + sweeps.EVAL_SHARE * (3 * 100 + 50) * 10
+    capped = dataclasses.replace(epochs, max_updates=200, check_every=50)
+    assert sweeps.planned_updates(capped) == 200
+    assert sweeps.work_frames(capped.to_dict(), 120) == 120 * 128 * 10 + sweeps.EVAL_SHARE * (3 * 100 + 50) * 10
+
+
+def test_the_estimate_is_calibrated_on_runs_of_the_same_kind_and_nearest_length(tmp_path):
+    cache = tmp_path / "runs"
+    big = dict(n_train=128 * 400, n_val=128, n_test=128, epochs=1, batch_size=128)
+    image_short = TrainConfig(seq_len=4, lag=1, **big)
+    image_long = TrainConfig(seq_len=41, lag=40, **big)
+    adding = TrainConfig(task="adding", seq_len=40, **big, max_updates=400, check_every=100)
+    tiny = TrainConfig(seq_len=41, lag=40, n_train=32, n_val=8, n_test=8, epochs=1, batch_size=32)
+    for config, rate in ((image_short, 1e-5), (image_long, 3e-6), (adding, 5e-7)):
+        _cached_cost(cache, config, 400, rate * sweeps.work_frames(config.to_dict(), 400))
+    _cached_cost(cache, tiny, 1, 100.0)  # overhead only: below MIN_CALIBRATION_WORK, ignored
+    _cached_cost(cache, dataclasses.replace(image_long, seed=9), 400, 1e6, diverged=True)  # ignored
+    costs = sweeps.frame_costs(cache)
+    assert sorted(costs) == sorted([("images", 4, pytest.approx(1e-5)), ("images", 41, pytest.approx(3e-6)),
+                                    ("synthetic", 40, pytest.approx(5e-7))])
+    planned = dataclasses.replace(image_long, seq_len=101, lag=100, seed=1)
+    assert sweeps.seconds_per_frame(planned, costs) == pytest.approx(3e-6)  # nearest T: 41, not 4
+    assert sweeps.seconds_per_frame(dataclasses.replace(adding, seq_len=200), costs) == pytest.approx(5e-7)
+    assert sweeps.seconds_per_frame(planned, []) == sweeps.SECONDS_PER_FRAME
+    expected = 3e-6 * sweeps.work_frames(planned.to_dict(), sweeps.planned_updates(planned))
+    assert sweeps.estimate_seconds([planned], cache) == pytest.approx(expected)
+    assert sweeps.estimate_seconds([], cache) == 0.0

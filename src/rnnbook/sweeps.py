@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import pandas as pd
 
+from rnnbook import synthetic
 from rnnbook.data import atomic_write
 from rnnbook.paths import data_root
 
@@ -261,10 +262,17 @@ def failed_record(config: TrainConfig, error: BaseException | str) -> dict:
 
 
 # ----------------------------------------------------------------------------- cost
-#: Seconds per frame of a training update (batch x T), evaluation included, when no cached
-#: run calibrates it: measured on the two-core build machine (busy with other work, so on
-#: the slow side) for the book's fast path at T = 100, 64 units, batch 128.
-SECONDS_PER_FRAME = 1.2e-5
+#: Seconds per work frame (see :func:`work_frames`) when no cached run calibrates it: the median
+#: of the default build's lag-40 runs (T = 41, 64 units, batch 128) on the quiet two-core build
+#: machine, rounded up (3.7e-6 measured).
+SECONDS_PER_FRAME = 4e-6
+#: Runs with less work than this (in work frames) do not calibrate the cost: their wall time is
+#: mostly fixed costs (tracing a new model, checks), as in a quick build, whose runs measured
+#: 30-50 times the cost per frame of the default build's at the same T.
+MIN_CALIBRATION_WORK = 1e5
+#: What a frame of a validation or test check (forward pass only) costs, as a share of a trained
+#: frame (forward and backward): the encoder's forward pass measured about a third of its update.
+EVAL_SHARE = 1 / 3
 
 
 def planned_updates(config: TrainConfig) -> int:
@@ -275,27 +283,54 @@ def planned_updates(config: TrainConfig) -> int:
     return config.epochs * math.ceil(config.n_train / config.batch_size)
 
 
-def seconds_per_frame(cache_dir: str | Path | None = RUNS_DIR, sample: int = 200) -> float:
-    """Median wall time per trained frame (updates x batch x T) of up to ``sample`` cached runs;
-    :data:`SECONDS_PER_FRAME` when there is none."""
-    rates = []
+def work_frames(config: dict, updates: int) -> float:
+    """The work of a run of ``config`` (a :class:`TrainConfig` as a dict) that made ``updates``
+    updates, in trained frames: ``updates x batch x T``, plus the frames of its validation checks
+    (one per ``check_every`` updates, or per epoch) and of its test, weighted by :data:`EVAL_SHARE`."""
+    checks = math.ceil(updates / config["check_every"]) if config.get("max_updates") else config["epochs"]
+    evaluated = (checks * config["n_val"] + config["n_test"]) * config["seq_len"]
+    return updates * config["batch_size"] * config["seq_len"] + EVAL_SHARE * evaluated
+
+
+def _kind(config: dict) -> str:
+    """``synthetic`` for the tasks without a CNN (their frames cost far less), else ``images``."""
+    return "synthetic" if config.get("task") in synthetic.TASKS else "images"
+
+
+def frame_costs(cache_dir: str | Path | None = RUNS_DIR, sample: int = 400) -> list[tuple[str, int, float]]:
+    """``(kind, T, seconds per work frame)`` of up to ``sample`` cached runs that did not
+    diverge and did at least :data:`MIN_CALIBRATION_WORK` (kind: ``images`` or ``synthetic``)."""
+    costs = []
     for path in sorted(Path(cache_dir).glob("*.json"))[:sample] if cache_dir is not None else []:
         record = _load(path)
         try:
             c = record["config"]
-            frames = len(record["steps"]["loss"]) * c["batch_size"] * c["seq_len"]
-            if frames and math.isfinite(record["wall_time"]) and not record["diverged"]:
-                rates.append(record["wall_time"] / frames)
+            work = work_frames(c, len(record["steps"]["loss"]))
+            if work >= MIN_CALIBRATION_WORK and math.isfinite(record["wall_time"]) and not record["diverged"]:
+                costs.append((_kind(c), int(c["seq_len"]), record["wall_time"] / work))
         except (TypeError, KeyError):
             continue  # not a run record (a cached_call value)
-    return float(np.median(rates)) if rates else SECONDS_PER_FRAME
+    return costs
+
+
+def seconds_per_frame(config: TrainConfig, costs: list[tuple[str, int, float]]) -> float:
+    """Seconds per work frame for ``config``: the median over the cached runs of its kind whose
+    sequence length is nearest its own (on a log scale; the cost per frame falls as T grows,
+    since a longer sequence repeats more images, so calibrating on shorter runs overstates);
+    any kind when none of its own is cached; :data:`SECONDS_PER_FRAME` when none at all."""
+    mine = [c for c in costs if c[0] == _kind(config.to_dict())] or costs
+    if not mine:
+        return SECONDS_PER_FRAME
+    distance = [abs(math.log(t / config.seq_len)) for _, t, _ in mine]
+    nearest = min(distance)
+    return float(np.median([rate for (_, _, rate), d in zip(mine, distance) if d <= nearest + 1e-9]))
 
 
 def estimate_seconds(configs, cache_dir: str | Path | None = RUNS_DIR) -> float:
-    """Estimated CPU seconds to train ``configs`` one after the other."""
-    configs = list(configs)
-    frames = sum(planned_updates(c) * c.batch_size * c.seq_len for c in configs)
-    return seconds_per_frame(cache_dir) * frames if configs else 0.0
+    """Estimated CPU seconds to train ``configs`` one after the other (runs to a criterion at
+    their cap: an upper bound)."""
+    costs = frame_costs(cache_dir) if configs else []
+    return float(sum(seconds_per_frame(c, costs) * work_frames(c.to_dict(), planned_updates(c)) for c in configs))
 
 
 # ----------------------------------------------------------------------------- executors
