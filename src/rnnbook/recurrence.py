@@ -200,8 +200,9 @@ def recur_gru(projected, recurrent_kernel, recurrent_bias, activation, recurrent
                         + tf.matmul(d_h * x[4], r_ht),), (d_h,)
 
             _, (d_h,) = _loop(back, (zeros,), (d_states, z, to_z, to_r, to_h), (zeros,), unroll, reverse=True)
-            d_rec = tf.concat([d_h * to_z, d_h * to_r, d_h * to_h], axis=-1)
-            d_p = tf.concat([d_rec[..., :-p_h.shape[-1]], d_h * d_a_h], axis=-1)
+            d_a_z, d_a_r = d_h * to_z, d_h * to_r
+            d_rec = tf.concat([d_a_z, d_a_r, d_h * to_h], axis=-1)
+            d_p = tf.concat([d_a_z, d_a_r, d_h * d_a_h], axis=-1)
             return d_p, _weight_grad(previous, d_rec), tf.reduce_sum(d_rec, axis=[0, 1])
 
         return states, grad
