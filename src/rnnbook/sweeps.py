@@ -326,10 +326,12 @@ def seconds_per_frame(config: TrainConfig, costs: list[tuple[str, int, float]]) 
     return float(np.median([rate for (_, _, rate), d in zip(mine, distance) if d <= nearest + 1e-9]))
 
 
-def estimate_seconds(configs, cache_dir: str | Path | None = RUNS_DIR) -> float:
+def estimate_seconds(configs, cache_dir: str | Path | None = RUNS_DIR, costs=None) -> float:
     """Estimated CPU seconds to train ``configs`` one after the other (runs to a criterion at
-    their cap: an upper bound)."""
-    costs = frame_costs(cache_dir) if configs else []
+    their cap: an upper bound). ``costs``: :func:`frame_costs` already read (default: read
+    them from ``cache_dir``)."""
+    if costs is None:
+        costs = frame_costs(cache_dir) if configs else []
     return float(sum(seconds_per_frame(c, costs) * work_frames(c.to_dict(), planned_updates(c)) for c in configs))
 
 

@@ -140,6 +140,7 @@ def dry_run(jobs: list[Job], selected: set[str], cache, force: bool = False) -> 
     from rnnbook import sweeps
 
     plans, seen = [], set()  # a run two chapters share is trained (and counted) once
+    costs = sweeps.frame_costs(sweeps.RUNS_DIR)  # read once, not per chapter
     for job in jobs:
         name = job.chapter.docname
         cp = ChapterPlan(name, None, selected=name in selected,
@@ -151,7 +152,7 @@ def dry_run(jobs: list[Job], selected: set[str], cache, force: bool = False) -> 
             cp.runs, cp.cached = len(unique), len(cached)
             if not cp.notebook_cached:
                 todo = [c for k, c in unique.items() if k not in cached | seen]
-                cp.seconds = sweeps.estimate_seconds(todo, sweeps.RUNS_DIR)
+                cp.seconds = sweeps.estimate_seconds(todo, costs=costs)
                 seen |= set(unique)
         plans.append(cp)
     return plans
