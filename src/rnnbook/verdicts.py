@@ -1,0 +1,252 @@
+"""The book's verdict rules, written once: how runs become "supported", "contradicted", "no
+difference detected", "not decided at this budget" or "premise not met".
+
+Every trained claim compares two arms (A, the side the claim favours, against B) on counts of
+runs (successes, or failures), at one point or at several points of a grid:
+
+1. **Premise.** A claim that needs a premise (an "exploding" setting must explode) whose premise
+   was not met is **premise not met**, whatever the runs show.
+2. **Test.** At each point, Fisher's exact test (two-sided) of A's count against B's. With
+   several points the p-values are Holm-adjusted, so a grid of many points cannot find a
+   difference by chance more often than a single point. A point *differs* when its adjusted
+   p-value is below :data:`ALPHA`.
+3. **Direction.** Points that differ in the claimed direction and none the other way:
+   candidate **supported**; the other way only: candidate **contradicted**; both ways:
+   **not decided at this budget** (it depends on the point).
+4. **Censoring demotes.** A candidate verdict whose losing arm has runs that hit the cap while
+   still improving (:func:`still_improving`) at a deciding point is **not decided at this
+   budget**: the cap cut the loser short.
+5. **Ties.** No point differs: **not decided at this budget** if any run at any point hit the
+   cap while still improving, else **no difference detected**.
+
+Failure is one rule for every activation (:func:`failure_reason`): a run fails when it
+diverged (NaN/Inf, non-finite weights, loss blow-up), when it is **dead** (hidden state
+identically zero, or zero recurrent gradient, over the last checks: a ReLU network whose units
+all died never learns again), or when it never beat chance.
+
+Example:
+    >>> decide([Point(a=8, n_a=10, b=1, n_b=10)]).word
+    'supported'
+    >>> decide([Point(a=1, n_a=10, b=8, n_b=10)]).word
+    'contradicted'
+    >>> decide([Point(a=3, n_a=4, b=3, n_b=4)]).word
+    'no difference detected'
+    >>> decide([Point(a=0, n_a=4, b=0, n_b=4, improving_a=4)]).word
+    'not decided at this budget'
+    >>> decide([Point(a=4, n_a=4, b=0, n_b=4)], premise=False).word
+    'premise not met'
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+#: Significance level of every verdict's test.
+ALPHA = 0.05
+SUPPORTED = "supported"
+CONTRADICTED = "contradicted"
+NO_DIFFERENCE = "no difference detected"
+NOT_DECIDED = "not decided at this budget"
+PREMISE_NOT_MET = "premise not met"
+#: Every verdict word, in the order the claims table sorts them.
+VERDICTS = (SUPPORTED, CONTRADICTED, NO_DIFFERENCE, NOT_DECIDED, PREMISE_NOT_MET)
+#: A censored run is *still improving* when the best validation accuracy of its last
+#: :data:`IMPROVING_CHECKS` checks beats the best before them by at least this much.
+IMPROVING_MARGIN = 0.02
+IMPROVING_CHECKS = 3
+#: The failure reasons of :func:`failure_reason`.
+FAILURES = ("diverged", "dead", "never above chance")
+#: The rule as the chapters print it (one sentence per step of the module docstring).
+RULE_TEXT = (
+    "Each claim compares the arm it favours (A) with the other (B) on counts of runs, with Fisher's exact "
+    f"test (two-sided) at every point, Holm-adjusted over the points, at level {ALPHA:g}. A difference in "
+    "the claimed direction at some point and none the other way is *supported*; the other way only, "
+    "*contradicted*; both ways, *not decided*. A difference is demoted to *not decided at this budget* "
+    "when the losing arm has runs that hit the cap while still improving (the cap cut the loser short). "
+    "No difference at any point is *no difference detected*, or *not decided at this budget* when runs hit "
+    "the cap while still improving. A claim whose premise was not met (an exploding setting that did not "
+    "explode) is *premise not met*."
+)
+
+
+class Verdict(NamedTuple):
+    """A verdict: its ``word`` (one of :data:`VERDICTS`), the reason in Markdown, the test that
+    decided it, its p-value (Holm-adjusted, the smallest over the points; NaN without a test)."""
+
+    word: str
+    why: str
+    test: str = ""
+    p: float = math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One point of a comparison: arm A's count ``a`` of ``n_a`` runs against B's ``b`` of ``n_b``
+    (successes, or failures when the claim is about failing), the runs of each arm censored while
+    still improving, and a label for the reason text."""
+
+    a: int
+    n_a: int
+    b: int
+    n_b: int
+    improving_a: int = 0
+    improving_b: int = 0
+    label: str = ""
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def fisher_p(a: int, n_a: int, b: int, n_b: int) -> float:
+    """Two-sided Fisher exact test of ``a`` of ``n_a`` against ``b`` of ``n_b`` (1.0 without runs).
+
+    Example:
+        >>> round(fisher_p(4, 4, 0, 4), 4)
+        0.0286
+    """
+    if min(n_a, n_b) <= 0:
+        return 1.0
+    from scipy import stats
+
+    return float(stats.fisher_exact([[a, n_a - a], [b, n_b - b]]).pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input's order.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(pvalues, float)
+    order = np.argsort(p)
+    adjusted, running = np.empty_like(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return [round(float(x), 12) for x in adjusted]
+
+
+def logrank_p(durations_a, events_a, durations_b, events_b) -> float:
+    """Log-rank test (lifelines) of two samples of updates to success with censoring (``events``
+    True for a success, False for a censored or failed run); NaN without an event."""
+    if not (np.any(events_a) or np.any(events_b)):
+        return math.nan
+    from lifelines.statistics import logrank_test
+
+    result = logrank_test(np.asarray(durations_a, float), np.asarray(durations_b, float),
+                          event_observed_A=np.asarray(events_a, bool), event_observed_B=np.asarray(events_b, bool))
+    return float(result.p_value)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def still_improving(record: dict, margin: float = IMPROVING_MARGIN, checks: int = IMPROVING_CHECKS) -> bool:
+    """True for a censored run whose best validation accuracy over its last ``checks`` checks beats
+    its best before them by at least ``margin`` (a run cut short by the cap, not one that stalled).
+
+    Example:
+        >>> still_improving({"outcome": "censored", "check_val_acc": [0.15, 0.29, 0.45, 0.57]})
+        True
+        >>> still_improving({"outcome": "censored", "check_val_acc": [0.10, 0.11, 0.10, 0.10]})
+        False
+    """
+    acc = [float(v) for v in record.get("check_val_acc") or [] if np.isfinite(v)]
+    if record.get("outcome") != "censored" or len(acc) <= checks:
+        return record.get("outcome") == "censored" and len(acc) >= 2 and acc[-1] - acc[0] >= margin
+    return max(acc[-checks:]) - max(acc[:-checks]) >= margin
+
+
+def is_dead(record: dict) -> bool:
+    """True when, over the run's last check interval, every hidden state was exactly 0 or the
+    recurrent layer's gradient was exactly 0 at every update (a network that cannot learn again).
+
+    Example:
+        >>> is_dead({"config": {"check_every": 2},
+        ...          "steps": {"max_abs_state": [0.3, 0.0, 0.0], "rnn_grad_norm": [1.0, 0.0, 0.0]}})
+        True
+    """
+    steps = record.get("steps") or {}
+    window = max(int((record.get("config") or {}).get("check_every") or 1), 1)
+    for key in ("max_abs_state", "rnn_grad_norm"):
+        tail = np.asarray((steps.get(key) or [])[-window:], float)
+        if tail.size and np.all(tail == 0.0):
+            return True
+    return False
+
+
+def above_chance(record: dict, z: float = 3.0) -> bool:
+    """True when some validation check beat chance by ``z`` binomial standard errors on the
+    validation set (``chance`` and ``config.n_val`` of the record)."""
+    chance, n = float(record.get("chance", math.nan)), float((record.get("config") or {}).get("n_val") or 1)
+    bar = chance + z * math.sqrt(max(chance * (1 - chance), 0.0) / max(n, 1.0))
+    return any(float(v) > bar for v in record.get("check_val_acc") or [])
+
+
+def failure_reason(record: dict) -> str | None:
+    """The run's failure (one of :data:`FAILURES`) or None: the same rule for every activation.
+    A run that raised (``failed`` set by the sweep) counts as diverged."""
+    if record.get("failed") or record.get("diverged") or record.get("outcome") == "diverged":
+        return "diverged"
+    if is_dead(record):
+        return "dead"
+    if record.get("outcome") != "success" and not above_chance(record):
+        return "never above chance"
+    return None
+
+
+# ----------------------------------------------------------------------------- the rule
+
+
+def _counts(pt: Point) -> str:
+    where = f" at {pt.label}" if pt.label else ""
+    return f"{pt.a} of {pt.n_a} against {pt.b} of {pt.n_b}{where}"
+
+
+def decide(points: Sequence[Point], premise: bool = True, premise_why: str = "",
+           names: tuple[str, str] = ("A", "B"), counting: str = "successes") -> Verdict:
+    """The verdict of a claim that arm A (``names[0]``) does better than B on ``counting`` at
+    ``points`` (see the module docstring). ``counting="failures"`` flips what "better" means:
+    a claim that A fails *more* passes its counts as ``a``, and more is the claimed direction."""
+    a_name, b_name = names
+    if not premise:
+        return Verdict(PREMISE_NOT_MET, premise_why or "The claim's premise was not met.", "premise check")
+    points = [pt for pt in points if pt.n_a > 0 and pt.n_b > 0]
+    if not points:
+        return Verdict(NOT_DECIDED, "No point has runs of both arms.")
+    raw = [fisher_p(pt.a, pt.n_a, pt.b, pt.n_b) for pt in points]
+    adj = holm(raw) if len(points) > 1 else raw
+    test = "Fisher's exact test" + (f", Holm-adjusted over {len(points)} points" if len(points) > 1 else "")
+    for_a = [i for i, pt in enumerate(points) if adj[i] < ALPHA and pt.a / pt.n_a > pt.b / pt.n_b]
+    for_b = [i for i, pt in enumerate(points) if adj[i] < ALPHA and pt.b / pt.n_b > pt.a / pt.n_a]
+    best = int(np.argmin(adj))
+    p, deciding = float(adj[best]), points[best]
+    counts = f"{a_name} {_counts(deciding)} ({b_name}; {counting})"
+    if for_a and for_b:
+        return Verdict(NOT_DECIDED, f"It depends on the point: {a_name} did better at "
+                       f"{', '.join(points[i].label or str(i) for i in for_a)} and worse at "
+                       f"{', '.join(points[i].label or str(i) for i in for_b)}.", test, p)
+    if for_a or for_b:
+        winner_is_a = bool(for_a)
+        # with failures counted, the arm with the higher count is the one doing worse
+        claimed = winner_is_a
+        loser_improving = sum((pt.improving_b if winner_is_a != (counting == "failures") else pt.improving_a)
+                              for pt in (points[i] for i in (for_a or for_b)))
+        if loser_improving:
+            return Verdict(NOT_DECIDED, f"{counts}, p = {p:.2g}; but {loser_improving} of the losing arm's runs "
+                           "hit the cap while still improving, so the cap may have cut them short.", test, p)
+        return Verdict(SUPPORTED if claimed else CONTRADICTED, f"{counts}, p = {p:.2g}.", test, p)
+    improving = sum(pt.improving_a + pt.improving_b for pt in points)
+    if improving:
+        return Verdict(NOT_DECIDED, f"No point differs (smallest p = {p:.2g}: {counts}), and {improving} runs hit "
+                       "the cap while still improving.", test, p)
+    return Verdict(NO_DIFFERENCE, f"No point differs: smallest p = {p:.2g} ({counts}).", test, p)
+
+
+def markdown(verdict: Verdict) -> str:
+    """``"**supported**. why"``: a verdict as the pages print it."""
+    return f"**{verdict.word}**. {verdict.why}"
