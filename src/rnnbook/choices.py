@@ -4,7 +4,10 @@ from __future__ import annotations
 
 TASKS = ("recall", "count")
 CELLS = ("simple_rnn", "gru", "lstm")
-RECURRENT_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform")
+RECURRENT_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform", "normal")
+#: Standard deviation of the ``normal`` recurrent initializer (times the gain): Pascanu et al.
+#: (2013)'s "basic tanh" draws its weights from N(0, 0.1).
+NORMAL_STD = 0.1
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 CLIP_MODES = ("none", "clipnorm", "global_clipnorm", "clipvalue")
 

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnnbook import recurrence, runtime
-from rnnbook.choices import CELLS, RECURRENT_INITIALIZERS, check_choice
+from rnnbook.choices import CELLS, NORMAL_STD, RECURRENT_INITIALIZERS, check_choice
 
 FRAME_SHAPE = (8, 8, 1)
 #: The initial biases of every model build_model made (see reinitialize).
@@ -59,13 +59,16 @@ class ScaledGlorotUniform(keras.initializers.Initializer):
 
 def recurrent_initializer(name: str = "orthogonal", gain: float = 1.0, seed: int | None = None):
     """The Keras initializer for a recurrent matrix: ``orthogonal`` (Keras default),
-    ``identity`` (the IRNN of Le et al. 2015) or ``glorot_uniform`` (TF1), scaled by ``gain``."""
+    ``identity`` (the IRNN of Le et al. 2015), ``glorot_uniform`` (TF1) or ``normal``
+    (N(0, :data:`rnnbook.choices.NORMAL_STD`), Pascanu et al. 2013's "basic tanh"), scaled by ``gain``."""
     if name == "orthogonal":
         return keras.initializers.Orthogonal(gain=gain, seed=seed)
     if name == "identity":
         return keras.initializers.Identity(gain=gain)
     if name == "glorot_uniform":
         return ScaledGlorotUniform(gain=gain, seed=seed)
+    if name == "normal":
+        return keras.initializers.RandomNormal(0.0, NORMAL_STD * float(gain), seed=seed)
     check_choice("recurrent_initializer", name, RECURRENT_INITIALIZERS, ModelError)
 
 
@@ -82,8 +85,10 @@ def input_initializer(seed: int, std: float | None = None):
     return keras.initializers.GlorotUniform(seed=seed + 1)
 
 
-def head_initializer(seed: int):
-    """The output layer's kernel initializer for ``seed``."""
+def head_initializer(seed: int, std: float | None = None):
+    """The output layer's kernel initializer for ``seed``: Glorot-uniform, or N(0, ``std``)."""
+    if std is not None:
+        return keras.initializers.RandomNormal(0.0, float(std), seed=seed + 3)
     return keras.initializers.GlorotUniform(seed=seed + 3)
 
 
@@ -279,6 +284,12 @@ def build_vector_model(cell: str = "simple_rnn", units: int = 64, activation: st
     return model
 
 
+def _head_std(model: SequenceClassifier, recurrent_initializer_name: str) -> float | None:
+    """A vector model (it has ``input_std``) with the ``normal`` recurrent initializer reads out
+    through N(0, NORMAL_STD) weights, as Pascanu et al.'s "basic tanh" does; otherwise None."""
+    return NORMAL_STD if recurrent_initializer_name == "normal" and hasattr(model, "input_std") else None
+
+
 def _seeded_kernels(model: SequenceClassifier, seed: int, recurrent_initializer_name: str,
                     recurrent_gain: float) -> list:
     """``(kernel variable, its seeded initializer)`` for every kernel of ``model``."""
@@ -287,7 +298,7 @@ def _seeded_kernels(model: SequenceClassifier, seed: int, recurrent_initializer_
     return [*[(layer.kernel, conv_initializer(seed, i)) for i, layer in enumerate(convs)],
             (cell.kernel, input_initializer(seed, getattr(model, "input_std", None))),
             (cell.recurrent_kernel, recurrent_initializer(recurrent_initializer_name, recurrent_gain, seed + 2)),
-            (model.head.kernel, head_initializer(seed))]
+            (model.head.kernel, head_initializer(seed, _head_std(model, recurrent_initializer_name)))]
 
 
 def reinitialize(model: SequenceClassifier, seed: int, recurrent_initializer_name: str = "orthogonal",

@@ -118,15 +118,15 @@ def _import_keras():
 
 
 def rnn_config(value: Any) -> None:
-    """``"<activation>-<initializer>"`` (a Keras activation; orthogonal, identity or
-    glorot_uniform), ``"gru"`` or ``"lstm"``: a configuration of the trained chapters."""
+    """``"<activation>-<initializer>"`` (a Keras activation; an initializer of
+    :data:`rnnbook.choices.RECURRENT_INITIALIZERS`), ``"gru"`` or ``"lstm"``: a configuration of the trained chapters."""
     if isinstance(value, str) and value.strip().lower() in ("gru", "lstm"):
         return
     act, sep, init = value.strip().lower().partition("-") if isinstance(value, str) else ("", "", "")
     if not sep or init not in RECURRENT_INITIALIZERS:
         raise ValueError(
-            "must be '<activation>-<initializer>' with initializer orthogonal, identity or "
-            "glorot_uniform (e.g. relu-identity), or gru, or lstm"
+            f"must be '<activation>-<initializer>' with initializer {', '.join(RECURRENT_INITIALIZERS)} "
+            "(e.g. relu-identity), or gru, or lstm"
         )
     keras_activation(act)
 

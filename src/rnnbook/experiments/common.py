@@ -5,7 +5,8 @@ A recurrent configuration is named by a short key:
 
 * ``"<activation>-<recurrent initializer>"`` for a Keras ``SimpleRNN``, e.g.
   ``"tanh-orthogonal"`` (the Keras default), ``"relu-identity"`` (the IRNN of Le et al.
-  2015) or ``"relu-glorot_uniform"`` (like TF1's ``BasicRNNCell``);
+  2015), ``"relu-glorot_uniform"`` (like TF1's ``BasicRNNCell``) or ``"tanh-normal"``
+  (recurrent weights N(0, 0.1), Pascanu et al. 2013's "basic tanh", label ``"tanh + N(0, 0.1)"``);
 * ``"gru"`` or ``"lstm"`` for the gated cells (Keras defaults).
 
 Example:
@@ -26,7 +27,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from rnnbook.choices import RECURRENT_INITIALIZERS
+from rnnbook.choices import NORMAL_STD, RECURRENT_INITIALIZERS
 
 #: Pascanu, Mikolov & Bengio (2013, section 3.2): thresholds "from half to ten times" the
 #: average gradient norm over a sufficiently large number of updates can still converge.
@@ -62,7 +63,8 @@ def config_label(activation: str, initializer: str, cell: str = "simple_rnn") ->
     (``"ReLU + identity (IRNN)"``, ``"tanh + orthogonal"``, ``"GRU"``)."""
     if cell != "simple_rnn":
         return cell.upper()
-    label = f"{activation_label(activation)} + {initializer}"
+    shown = f"N(0, {NORMAL_STD:g})" if initializer == "normal" else initializer
+    label = f"{activation_label(activation)} + {shown}"
     if activation == "relu" and initializer == "identity":
         label += " (IRNN)"
     return label
