@@ -243,3 +243,21 @@ def test_several_adam_steps_update_weights_identically(task, cell, activation, i
                                          units=12, conv_filters=(4,), seed=4))
     book, plain = train_both(model, task.train, lambda: keras.optimizers.Adam(1e-2), steps=4)
     assert_same_updates(book, plain, rel=2e-3)
+
+
+@pytest.mark.parametrize("kwargs, perturb", [
+    (dict(cell="simple_rnn", encoder_init="he_uniform", feature_norm="layer_norm"), True),
+    (dict(cell="simple_rnn", encoder_init="he_uniform", feature_scale=0.14, input_gain=0.5), False),
+    (dict(cell="gru", feature_norm="layer_norm", feature_scale=0.3), True),
+    (dict(cell="lstm", lstm_bias_init="chrono", chrono_tmax=40), False),
+])
+def test_interface_options_and_chrono_lstm_equal_plain_keras(task, kwargs, perturb):
+    """The interface levels (He encoder, LayerNorm at the interface, rescaling, input gain) and the
+    chrono LSTM, with its bias as initialised: the book's fast path equals plain Keras."""
+    model = models.build_model(units=16, seed=2, **kwargs)
+    if kwargs.get("lstm_bias_init") == "chrono":
+        assert np.abs(model.rnn.cell.bias.numpy()).max() > 0.5  # the chrono bias, not Keras's
+    model = perturbed(model) if perturb else model
+    split = task.train
+    book = book_loss_and_grads(model, split.index, split.bank, split.labels)
+    assert_same(book, keras_loss_and_grads(model.keras_baseline(), split.frames(), split.labels))

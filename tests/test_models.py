@@ -170,3 +170,96 @@ def test_reinitialize_gives_exactly_the_weights_of_a_fresh_build(cell, initializ
 def test_reinitialize_refuses_a_foreign_model():
     with pytest.raises(ModelError, match="build_model"):
         models.reinitialize(keras.Sequential([keras.layers.Dense(2)]), 0)
+
+
+# ----------------------------------------------------------------------------- the interface and LSTM options
+
+
+def test_encoder_defaults_to_keras_glorot_uniform():
+    assert keras.layers.Conv2D(4, 3).get_config()["kernel_initializer"]["class_name"] == "GlorotUniform"
+    encoder = models.build_encoder((4, 8), seed=0)
+    assert [type(layer.kernel_initializer).__name__ for layer in encoder.layers[:2]] == ["GlorotUniform"] * 2
+    he = models.build_encoder((4, 8), seed=0, encoder_init="he_uniform")
+    assert [type(layer.kernel_initializer).__name__ for layer in he.layers[:2]] == ["HeUniform"] * 2
+
+
+def test_he_and_glorot_encoders_differ_by_a_fixed_factor_per_layer():
+    """Same seeded draws, different limits: the ReLU features (zero biases) differ by the product
+    of the per-layer limit ratios, sqrt(fan_in / (fan_in + fan_out)) for each convolution."""
+    images = np.random.default_rng(0).random((7, 8, 8, 1)).astype(np.float32)
+    glorot = models.build_encoder((4, 8), seed=3)(images).numpy()
+    he = models.build_encoder((4, 8), seed=3, encoder_init="he_uniform")(images).numpy()
+    ratio = np.sqrt(9 / (9 + 36)) * np.sqrt(36 / (36 + 72))
+    np.testing.assert_allclose(glorot, ratio * he, rtol=1e-4, atol=1e-6)
+
+
+def test_feature_norm_and_rms():
+    images = np.random.default_rng(1).random((9, 8, 8, 1)).astype(np.float32)
+    m = models.build_model(encoder_init="he_uniform", feature_norm="layer_norm", **SMALL)
+    assert m.encoder.layers[-1].name == "feature_norm"
+    assert abs(models.feature_rms(m, images) - 1.0) < 0.01  # LayerNorm: unit RMS per frame at initialisation
+    scaled = models.build_model(encoder_init="he_uniform", feature_scale=0.5, **SMALL)
+    plain = models.build_model(encoder_init="he_uniform", **SMALL)
+    assert models.feature_rms(scaled, images) == pytest.approx(0.5 * models.feature_rms(plain, images), rel=1e-5)
+    assert np.isnan(models.feature_rms(plain, None))
+
+
+def test_input_gain_scales_the_glorot_input_kernel():
+    plain = models.build_model(**SMALL)
+    scaled = models.build_model(input_gain=0.25, **SMALL)
+    np.testing.assert_allclose(scaled.rnn.cell.kernel.numpy(), 0.25 * plain.rnn.cell.kernel.numpy(), rtol=1e-6)
+
+
+def test_chrono_lstm_bias():
+    m = models.build_model(cell="lstm", lstm_bias_init="chrono", chrono_tmax=21, **SMALL)
+    b = m.rnn.cell.bias.numpy()
+    i, f, c, o = np.split(b, 4)
+    assert (f >= 0).all() and (f <= np.log(20) + 1e-6).all() and f.std() > 0.1
+    np.testing.assert_array_equal(i, -f)
+    assert not c.any() and not o.any()
+    keras_default = models.build_model(cell="lstm", **SMALL).rnn.cell.bias.numpy()
+    np.testing.assert_array_equal(np.split(keras_default, 4)[1], np.ones(U))  # unit_forget_bias=True
+    other = models.build_model(cell="lstm", lstm_bias_init="chrono", chrono_tmax=21, seed=1, **SMALL)
+    assert not np.array_equal(other.rnn.cell.bias.numpy(), b)  # seeded
+
+
+def test_reinitialize_redraws_the_interface_and_chrono_options():
+    args = dict(cell="lstm", units=6, conv_filters=(4, 8), num_classes=5, encoder_init="he_uniform",
+                feature_norm="layer_norm", input_gain=0.3, lstm_bias_init="chrono", chrono_tmax=11)
+    model = _perturbed(models.build_model(seed=5, **args))
+    models.reinitialize(model, 2, "orthogonal", 1.0, chrono_tmax=31)
+    fresh = models.build_model(seed=2, **{**args, "chrono_tmax": 31})
+    for a, b in zip(model.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(encoder_init="he_normal"), r"encoder_init='he_normal'.*glorot_uniform, he_uniform"),
+    (dict(feature_norm="batch_norm"), r"feature_norm='batch_norm'.*none, layer_norm"),
+    (dict(input_gain=0.0), r"input_gain=0.0 must be a positive"),
+    (dict(lstm_bias_init="zeros", cell="lstm"), r"lstm_bias_init='zeros'.*keras, chrono"),
+    (dict(lstm_bias_init="chrono", cell="gru", chrono_tmax=5), r"LSTM only"),
+    (dict(lstm_bias_init="chrono", cell="lstm", chrono_tmax=1), r"chrono_tmax=1 must be an integer >= 2"),
+])
+def test_bad_interface_and_lstm_options_raise_model_error(kwargs, pattern):
+    with pytest.raises(ModelError, match=pattern):
+        models.build_model(**{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(encoder_init="xavier"), r"encoder_init='xavier'.*glorot_uniform, he_uniform"),
+    (dict(feature_norm="ln"), r"feature_norm='ln'.*none, layer_norm"),
+    (dict(input_gain=-1.0), r"input_gain=-1.0"),
+    (dict(lstm_bias_init="chrono"), r"cell='lstm' only"),
+    (dict(cell="lstm", lstm_bias_init="chrono", chrono_tmax=0), r"chrono_tmax=0"),
+])
+def test_train_config_validates_the_new_fields(kwargs, pattern):
+    with pytest.raises(training.ConfigError, match=pattern):
+        training.TrainConfig(**kwargs)
+
+
+def test_chrono_horizon_follows_seq_len():
+    cfg = training.TrainConfig(cell="lstm", lstm_bias_init="chrono", seq_len=31, lag=30)
+    assert cfg.chrono_horizon == 31
+    assert training.TrainConfig(cell="lstm", lstm_bias_init="chrono", chrono_tmax=7).chrono_horizon == 7
+    assert training.TrainConfig(cell="lstm").chrono_horizon is None

@@ -10,6 +10,12 @@ RECURRENT_INITIALIZERS = ("orthogonal", "identity", "glorot_uniform", "normal")
 NORMAL_STD = 0.1
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 CLIP_MODES = ("none", "clipnorm", "global_clipnorm", "clipvalue")
+#: The encoder's convolution kernels: Keras's default (``glorot_uniform``) or He-uniform.
+ENCODER_INITS = ("glorot_uniform", "he_uniform")
+#: A normalisation of the CNN features at the interface to the recurrent layer.
+FEATURE_NORMS = ("none", "layer_norm")
+#: The LSTM's initial biases: Keras's (``unit_forget_bias=True``) or chrono (Tallec & Ollivier 2018).
+LSTM_BIAS_INITS = ("keras", "chrono")
 
 
 def check_choice(name: str, value, choices, error=ValueError) -> None:

@@ -81,7 +81,7 @@ class _FixedBatches:
 def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = True,
                        data_dir=data.DATA_DIR) -> dict:
     """Train ``config`` (``max_updates`` set) to its criterion; return the record (module docstring)."""
-    from rnnbook import training
+    from rnnbook import models, training
 
     runtime.seed_everything(config.seed)
     task = config.task_data(data_dir) if task is None else task
@@ -90,7 +90,10 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
     trainer = steppers["train"]
 
     steps = training.new_step_log()
-    checks = {"check_updates": [], "check_val_acc": [], "check_train_acc": [], "check_val_loss": []}
+    checks = {"check_updates": [], "check_val_acc": [], "check_train_acc": [], "check_val_loss": [],
+              "check_feature_rms": []}
+    probe = getattr(getattr(task, "val", None), "bank", None)  # images of a fixed validation batch
+    initial_feature_rms = models.feature_rms(model, probe)
     outcome, reason, initial_loss = "censored", None, math.nan
     last_good, correct, seen = model.get_weights(), 0, 0
     start = time.perf_counter()
@@ -120,6 +123,7 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
         checks["check_updates"].append(update)
         checks["check_val_acc"].append(val)
         checks["check_train_acc"].append(correct / max(seen, 1))
+        checks["check_feature_rms"].append(models.feature_rms(model, probe))
         correct = seen = 0
         if val >= config.target_acc:
             outcome = "success"
@@ -140,6 +144,7 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
         "updates_to_success": updates if outcome == "success" else None,
         "sequences_seen": updates * config.batch_size,
         "initial_loss": initial_loss,
+        "initial_feature_rms": initial_feature_rms,
         "test_acc": float("nan") if diverged else test,
         "test_acc_last_good": test,
         "test_loss": float("nan") if diverged else test_loss,

@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from rnnbook import clipping, data, models, runtime, synthetic
-from rnnbook.choices import CELLS, OPTIMIZERS, RECURRENT_INITIALIZERS, check_choice
+from rnnbook.choices import (CELLS, ENCODER_INITS, FEATURE_NORMS, LSTM_BIAS_INITS, OPTIMIZERS,
+                              RECURRENT_INITIALIZERS, check_choice)
 
 
 class ConfigError(ValueError):
@@ -58,6 +59,10 @@ class TrainConfig:
     recurrent_initializer: str = "orthogonal"
     recurrent_gain: float = 1.0
     conv_filters: tuple = (16, 32)
+    # the LSTM's initial biases: "keras" (unit_forget_bias=True) or "chrono" (Tallec & Ollivier 2018),
+    # whose horizon chrono_tmax defaults to seq_len (see chrono_horizon)
+    lstm_bias_init: str = "keras"
+    chrono_tmax: int | None = None
     # optimisation
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -67,8 +72,14 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 128
     seed: int = 0
-    # the CNN-to-RNN interface: fixed factor on the features entering the recurrent layer
+    # the CNN-to-RNN interface (rnnbook.experiments.interface names its levels): the convolution kernels'
+    # initializer (Keras's default glorot_uniform, or he_uniform), a LayerNorm on the features ("none" or
+    # "layer_norm"), a fixed factor on the features entering the recurrent layer, and the gain of its
+    # Glorot-uniform input kernel
+    encoder_init: str = "glorot_uniform"
+    feature_norm: str = "none"
     feature_scale: float = 1.0
+    input_gain: float = 1.0
     # train to a criterion (see rnnbook.criterion): set max_updates to use it instead of epochs
     max_updates: int | None = None
     check_every: int = 25
@@ -110,8 +121,18 @@ class TrainConfig:
                 and self.learning_rate > 0):
             raise ConfigError(f"learning_rate={self.learning_rate!r} must be a positive finite number")
         clipping.check_clip(self.clip_mode, self.clip_threshold)
-        if not (math.isfinite(self.feature_scale) and self.feature_scale > 0):
-            raise ConfigError(f"feature_scale={self.feature_scale!r} must be a positive number")
+        for name in ("feature_scale", "input_gain"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name}={value!r} must be a positive number")
+        check_choice("encoder_init", self.encoder_init, ENCODER_INITS, ConfigError)
+        check_choice("feature_norm", self.feature_norm, FEATURE_NORMS, ConfigError)
+        check_choice("lstm_bias_init", self.lstm_bias_init, LSTM_BIAS_INITS, ConfigError)
+        if self.lstm_bias_init != "keras" and self.cell != "lstm":
+            raise ConfigError(f"lstm_bias_init={self.lstm_bias_init!r} applies to cell='lstm' only, not {self.cell!r}")
+        if self.chrono_tmax is not None and (isinstance(self.chrono_tmax, bool) or not isinstance(
+                self.chrono_tmax, (int, np.integer)) or self.chrono_tmax < 2):
+            raise ConfigError(f"chrono_tmax={self.chrono_tmax!r} must be an integer >= 2 (None: seq_len)")
         if self.max_updates is not None:
             from rnnbook import criterion
 
@@ -135,14 +156,23 @@ class TrainConfig:
         return data.make_task(self.task, self.seq_len, self.lag, self.n_train, self.n_val, self.n_test,
                               self.seed, self.target_digit, self.max_count, data_dir=data_dir)
 
+    @property
+    def chrono_horizon(self) -> int | None:
+        """The chrono LSTM's horizon T_max (``chrono_tmax``, else ``seq_len``); None for other biases."""
+        if self.lstm_bias_init != "chrono":
+            return None
+        return int(self.chrono_tmax) if self.chrono_tmax is not None else max(int(self.seq_len), 2)
+
     def model(self, num_classes: int) -> models.SequenceClassifier:
+        lstm = {"lstm_bias_init": self.lstm_bias_init, "chrono_tmax": self.chrono_horizon}
         if self.is_synthetic:
             return models.build_vector_model(self.cell, self.units, self.activation, self.recurrent_initializer,
                                              self.recurrent_gain, self.task_data().n_features, num_classes,
-                                             self.seed, self.input_std)
+                                             self.seed, self.input_std, **lstm)
         return models.build_model(self.cell, self.units, self.activation, self.recurrent_initializer,
                                   self.recurrent_gain, self.conv_filters, num_classes, self.seed,
-                                  feature_scale=self.feature_scale)
+                                  feature_scale=self.feature_scale, encoder_init=self.encoder_init,
+                                  feature_norm=self.feature_norm, input_gain=self.input_gain, **lstm)
 
 
 
@@ -350,7 +380,8 @@ def prepare_run(config: TrainConfig, task: data.TaskData, fast: bool = True) -> 
         steppers = steppers_for(model, optimizer, task, fast)
         parts = RunParts(model, optimizer, steppers, [v.numpy() for v in optimizer.variables])
     else:
-        models.reinitialize(parts.model, config.seed, config.recurrent_initializer, config.recurrent_gain)
+        models.reinitialize(parts.model, config.seed, config.recurrent_initializer, config.recurrent_gain,
+                            chrono_tmax=config.chrono_horizon)
         for variable, value in zip(parts.optimizer.variables, parts.optimizer_state):
             variable.assign(value)
         parts.optimizer.learning_rate = config.learning_rate
