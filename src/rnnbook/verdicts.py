@@ -135,10 +135,15 @@ def logrank_p(durations_a, events_a, durations_b, events_b) -> float:
     True for a success, False for a censored or failed run); NaN without an event."""
     if not (np.any(events_a) or np.any(events_b)):
         return math.nan
+    import warnings
+
     from lifelines.statistics import logrank_test
 
-    result = logrank_test(np.asarray(durations_a, float), np.asarray(durations_b, float),
-                          event_observed_A=np.asarray(events_a, bool), event_observed_B=np.asarray(events_b, bool))
+    with warnings.catch_warnings():  # lifelines' own pandas deprecation notices
+        warnings.simplefilter("ignore")
+        result = logrank_test(np.asarray(durations_a, float), np.asarray(durations_b, float),
+                              event_observed_A=np.asarray(events_a, bool),
+                              event_observed_B=np.asarray(events_b, bool))
     return float(result.p_value)
 
 

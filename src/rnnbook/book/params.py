@@ -34,11 +34,22 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from rnnbook.choices import CLIP_MODES, RECURRENT_INITIALIZERS, TASKS
+from rnnbook.choices import CLIP_MODES, GATED_CONFIGS, RECURRENT_INITIALIZERS, TASKS
 
 
 class ParamError(ValueError):
     """A parameter is unknown, of the wrong type or has an impossible value."""
+
+
+def interface_level(value: Any) -> None:
+    """A CNN-to-RNN interface level key (:func:`rnnbook.experiments.interface.parse_interface`):
+    ``keras``, ``he``, optionally with ``*<scale>``, ``@<gain>`` or ``+ln``."""
+    from rnnbook.experiments.interface import parse_interface
+
+    try:
+        parse_interface(value)
+    except ValueError as exc:
+        raise ValueError(f"must be an interface level: {exc}") from None
 
 
 # --------------------------------------------------------------------------
@@ -119,14 +130,15 @@ def _import_keras():
 
 def rnn_config(value: Any) -> None:
     """``"<activation>-<initializer>"`` (a Keras activation; an initializer of
-    :data:`rnnbook.choices.RECURRENT_INITIALIZERS`), ``"gru"`` or ``"lstm"``: a configuration of the trained chapters."""
-    if isinstance(value, str) and value.strip().lower() in ("gru", "lstm"):
+    :data:`rnnbook.choices.RECURRENT_INITIALIZERS`), or a gated key of
+    :data:`rnnbook.choices.GATED_CONFIGS` (``gru``, ``lstm``, ``lstm-chrono``): a configuration of the trained chapters."""
+    if isinstance(value, str) and value.strip().lower() in GATED_CONFIGS:
         return
     act, sep, init = value.strip().lower().partition("-") if isinstance(value, str) else ("", "", "")
     if not sep or init not in RECURRENT_INITIALIZERS:
         raise ValueError(
             f"must be '<activation>-<initializer>' with initializer {', '.join(RECURRENT_INITIALIZERS)} "
-            "(e.g. relu-identity), or gru, or lstm"
+            f"(e.g. relu-identity), or one of {', '.join(GATED_CONFIGS)}"
         )
     keras_activation(act)
 
@@ -213,7 +225,13 @@ REGISTRY: dict[str, Param] = _registry(
     Param("rnn_configs", list[str], "recurrent configurations trained and compared: activation-initializer, gru or lstm", rnn_config),
     Param("lags", list[int], "recall task: time lags to sweep (frames between the digit and the answer; T = lag + 1)", at_least(1)),
     Param("widths", list[int], "numbers of hidden units of the width sweep", positive),
-    Param("feature_scales", list[float], "the CNN-to-RNN interface: factors on the CNN features entering the recurrent layer", positive),
+    Param("interfaces", list[str], "CNN-to-RNN interface levels of the lag sweep: keras (the Keras defaults, the baseline), he (He-uniform encoder), with *<scale>, @<input gain> or +ln", interface_level),
+    Param("ablation_interfaces", list[str], "interface levels of the interface ablation (see interfaces)", interface_level),
+    Param("ablation_lag", int, "recall lag of the interface ablation", at_least(1)),
+    Param("ablation_seeds", list[int], "seeds of the interface ablation", non_negative),
+    Param("tuning_learning_rates", list[float], "Adam learning rates each configuration of the lag sweep is tuned over", positive),
+    Param("tuning_seeds", list[int], "seeds of the learning-rate tuning runs (never used by a verdict)", non_negative),
+    Param("tuning_lag", int, "recall lag of the learning-rate tuning runs", at_least(1)),
     Param("max_updates", int, "cap of a criterion run: updates before it is censored", positive),
     Param("clip_max_updates", int, "cap of a run of the clipping chapter: updates before it is censored", positive),
     Param("check_every", int, "updates between two validation checks of a criterion run", positive),
@@ -221,7 +239,6 @@ REGISTRY: dict[str, Param] = _registry(
     Param("memo_lag", int, "time lag of the memorisation comparison (fixed set vs fresh sequences)", at_least(1)),
     Param("memo_n_train", int, "size of the fixed training set of the memorisation comparison", positive),
     Param("stability_lag", int, "time lag of the learning-rate and width sweeps", at_least(1)),
-    Param("stability_scale", float, "feature scale of the memorisation, learning-rate and width sweeps", positive),
     Param("stability_max_updates", int, "cap of the learning-rate and width sweeps", positive),
     Param("ceiling_epochs", int, "epochs of the CNN alone on single images, whose test accuracy is the encoder's ceiling", positive),
     # training

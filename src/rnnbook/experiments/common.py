@@ -7,7 +7,8 @@ A recurrent configuration is named by a short key:
   ``"tanh-orthogonal"`` (the Keras default), ``"relu-identity"`` (the IRNN of Le et al.
   2015), ``"relu-glorot_uniform"`` (like TF1's ``BasicRNNCell``) or ``"tanh-normal"``
   (recurrent weights N(0, 0.1), Pascanu et al. 2013's "basic tanh", label ``"tanh + N(0, 0.1)"``);
-* ``"gru"`` or ``"lstm"`` for the gated cells (Keras defaults).
+* ``"gru"`` or ``"lstm"`` for the gated cells (Keras defaults), ``"lstm-chrono"`` for an LSTM
+  with the chrono biases of Tallec & Ollivier (2018) (label ``"LSTM (chrono)"``).
 
 Example:
     >>> parse_rnn_config("relu-identity").label
@@ -27,7 +28,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from rnnbook.choices import NORMAL_STD, RECURRENT_INITIALIZERS
+from rnnbook.choices import GATED_CONFIGS, NORMAL_STD, RECURRENT_INITIALIZERS
 
 #: Pascanu, Mikolov & Bengio (2013, section 3.2): thresholds "from half to ten times" the
 #: average gradient norm over a sufficiently large number of updates can still converge.
@@ -78,31 +79,35 @@ class RnnSpec:
     cell: str
     activation: str
     recurrent_initializer: str
+    lstm_bias_init: str = "keras"
 
     @property
     def label(self) -> str:
         """The label used in legends and tables (:func:`config_label`)."""
-        return config_label(self.activation, self.recurrent_initializer, self.cell)
+        label = config_label(self.activation, self.recurrent_initializer, self.cell)
+        return f"{label} (chrono)" if self.lstm_bias_init == "chrono" else label
 
     def apply(self, config, **changes):
-        """``config`` (a :class:`rnnbook.training.TrainConfig`) with this cell, activation and
-        initialiser (and any other ``changes``)."""
-        return dataclasses.replace(config, cell=self.cell, activation=self.activation,
-                                   recurrent_initializer=self.recurrent_initializer, **changes)
+        """``config`` (a :class:`rnnbook.training.TrainConfig`) with this cell, activation,
+        initialiser and LSTM biases (and any other ``changes``)."""
+        return dataclasses.replace(config, **{"cell": self.cell, "activation": self.activation,
+                                              "recurrent_initializer": self.recurrent_initializer,
+                                              "lstm_bias_init": self.lstm_bias_init, **changes})
 
 
 def parse_rnn_config(key: str) -> RnnSpec:
-    """The :class:`RnnSpec` of a key such as ``"relu-identity"``, ``"gru"`` or ``"lstm"``."""
+    """The :class:`RnnSpec` of a key such as ``"relu-identity"``, ``"gru"``, ``"lstm"`` or ``"lstm-chrono"``."""
     if not isinstance(key, str):
         raise ExperimentError(f"rnn config {key!r} must be a string such as 'tanh-orthogonal' or 'gru'")
     k = key.strip().lower()
-    if k in GATED:
-        return RnnSpec(k, k, "tanh", "orthogonal")
+    if k in GATED_CONFIGS:
+        cell, _, bias = k.partition("-")
+        return RnnSpec(k, cell, "tanh", "orthogonal", bias or "keras")
     act, sep, init = k.partition("-")
     if not sep or init not in RECURRENT_INITIALIZERS or not act:
         raise ExperimentError(
             f"rnn config {key!r} is not '<activation>-<initializer>' (initializer one of "
-            f"{', '.join(RECURRENT_INITIALIZERS)}), 'gru' or 'lstm'; e.g. 'relu-identity'")
+            f"{', '.join(RECURRENT_INITIALIZERS)}), or one of {', '.join(GATED_CONFIGS)}; e.g. 'relu-identity'")
     from rnnbook import models
 
     try:
@@ -223,8 +228,19 @@ def chance_bar(chance, n, z: float = 3.0):
 
 
 def failed(runs: pd.DataFrame) -> pd.Series:
-    """The symmetric failure rule: diverged (NaN/Inf or loss blow-up), or never above chance."""
-    return runs["diverged"] | ~runs["ever_above_chance"]
+    """The book's one failure rule (:func:`rnnbook.verdicts.failure_reason`): diverged (NaN/Inf,
+    non-finite weights or loss blow-up, or the run raised), dead (hidden state or recurrent
+    gradient identically zero over the last checks), or never above chance."""
+    return failure_reasons(runs).notna()
+
+
+def failure_reasons(runs: pd.DataFrame) -> pd.Series:
+    """Each run's failure reason (:data:`rnnbook.verdicts.FAILURES`) or None."""
+    from rnnbook import verdicts
+
+    flags = runs["failed"] if "failed" in runs else pd.Series(False, index=runs.index)
+    return pd.Series([verdicts.failure_reason({**r, "failed": bool(f)}) for r, f in zip(runs["record"], flags)],
+                     index=runs.index, dtype=object)
 
 
 def above_chance_ever(record: dict) -> bool:

@@ -4,12 +4,13 @@ answer's claims and the decision guide, read from the numbers of the chapters "W
 (:func:`rnnbook.experiments.clipping.results`). Nothing here trains or recomputes a number those
 modules give: with the same parameters their runs load from the run cache.
 
-Decision words: a claim is **supported** when the chapter's decision rule decides for it,
-**contradicted** when it decides against it, and **not decided at this budget** otherwise
-(ties, censored runs, or a grid that lacks the configuration).
+Every verdict comes from the book's one rule (:mod:`rnnbook.verdicts`). Every line of advice
+names the verdict it rests on; where that verdict is not "supported" the advice says what is
+open instead of recommending, and no advice recommends a configuration that failed in the
+book's own runs (:func:`measured_failures`, :func:`safe`).
 
 Example:
-    >>> verdict_cell(("supported", "Why."))
+    >>> verdict_cell(Verdict("supported", "Why."))
     '**supported**'
 """
 from __future__ import annotations
@@ -19,22 +20,20 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnbook.experiments import clipping, relu
+from rnnbook import verdicts as V
+from rnnbook.experiments import clipping, relu, relu_claims
 from rnnbook.experiments.common import role_label
+from rnnbook.experiments.interface import BASELINE, parse_interface
+from rnnbook.verdicts import Verdict
 
 #: The chapter's parameters: those of the two chapters whose numbers it reads.
 PARAMS = tuple(dict.fromkeys(relu.PARAMS + clipping.PARAMS))
-#: Claims of the usual answer and the literature: key -> (claim, where its verdict comes from).
-CLAIMS = {
-    "relu_short": "For short sequences ReLU is fine.",
-    "relu_memory": "ReLU helps against vanishing gradients, so it reaches longer lags than tanh.",
-    "relu_unstable": "ReLU does not help against exploding gradients and can make them worse.",
-    "gated": "LSTM and GRU handle long lags better than a simple RNN.",
-    "irnn": "The IRNN (ReLU, identity initialisation) trains about as well as a gated cell.",
-    "clip": "Gradient clipping keeps exploding gradients in check.",
-    "band": "Thresholds from half to ten times the average gradient norm can still converge.",
-    "interface": "(This book) The scale of the CNN features entering the RNN decides whether it learns to remember.",
-}
+#: Claims of the usual answer and the literature: key -> the claim as the claims table states it.
+CLAIMS = {**relu_claims.CLAIMS,
+          "clip": "Gradient clipping keeps exploding gradients in check",
+          "band": "Thresholds from half to ten times the average gradient norm can still converge"}
+#: A configuration that failed in at least this share of its runs at a setting is never advised there.
+FAILURE_SHARE = 0.5
 
 
 def plan(params: dict) -> list:
@@ -52,94 +51,151 @@ def results(params: dict) -> dict:
     r = relu.results(_pick(params, relu.PARAMS))
     c = clipping.results(_pick(params, clipping.PARAMS))
     verdicts = claim_verdicts(r["verdicts"], c)
-    return {"relu": r, "clipping": c, "verdicts": verdicts, "advice": advice(r, c),
+    failures = measured_failures(r)
+    adv = advice(r, c, verdicts, failures)
+    return {"relu": r, "clipping": c, "verdicts": verdicts, "failures": failures, "advice": adv,
             "headline": headline(r, verdicts)}
 
 
-def _verdict_from(c: dict, key: str) -> tuple[str, str]:
-    """A clipping verdict ``(word, why)`` from :func:`clipping.results`'s ``claim_<key>`` keys."""
-    word = str(c.get(f"claim_{key}", "not decided at this budget")).strip("*").strip()
-    return word, str(c.get(f"claim_{key}_why", ""))
+def _as_verdict(x) -> Verdict:
+    if isinstance(x, Verdict):
+        return x
+    word, why = (x[0], x[1]) if isinstance(x, (tuple, list)) else (str(x), "")
+    return Verdict(str(word).strip("*").strip(), str(why))
 
 
-def claim_verdicts(relu_verdicts: dict, clip: dict) -> dict:
-    """Verdict ``(word, why)`` of every claim of :data:`CLAIMS`."""
-    out = {k: relu_verdicts[k] for k in ("relu_short", "relu_memory", "relu_unstable", "gated", "irnn",
-                                         "interface")}
+def _verdict_from(c: dict, key: str) -> Verdict:
+    """A clipping verdict from :func:`clipping.results` (``verdicts[key]`` or ``claim_<key>``)."""
+    if isinstance(c.get("verdicts"), dict) and key in c["verdicts"]:
+        return _as_verdict(c["verdicts"][key])
+    return _as_verdict((c.get(f"claim_{key}", V.NOT_DECIDED), c.get(f"claim_{key}_why", "")))
+
+
+def claim_verdicts(relu_verdicts: dict, clip: dict) -> dict[str, Verdict]:
+    """The :class:`~rnnbook.verdicts.Verdict` of every claim of :data:`CLAIMS`."""
+    out = {k: _as_verdict(relu_verdicts[k]) for k in relu_claims.CLAIMS}
     out["clip"] = _verdict_from(clip, "clip")
     out["band"] = _verdict_from(clip, "band")
     return {k: out[k] for k in CLAIMS}
 
 
-def verdict_cell(verdict: tuple[str, str]) -> str:
+def verdict_cell(verdict: Verdict) -> str:
     """The verdict word in bold (the table's middle column)."""
-    return f"**{verdict[0]}**"
+    return f"**{_as_verdict(verdict).word}**"
 
 
 def claims_table(verdicts: dict) -> pd.DataFrame:
-    """One row per claim: the claim, the verdict here and why."""
-    return pd.DataFrame([{"claim": CLAIMS[k], "verdict here": v[0], "why": v[1]} for k, v in verdicts.items()])
+    """One row per claim: the claim, the verdict here, the test with its p-value, and why."""
+    rows = []
+    for k, v in verdicts.items():
+        v = _as_verdict(v)
+        test = v.test or "none"
+        if np.isfinite(v.p):
+            test += f", p = {v.p:.2g}"
+        rows.append({"claim": CLAIMS[k], "verdict here": v.word, "rule applied and test": test, "why": v.why})
+    return pd.DataFrame(rows)
 
 
-def best_scale(r: dict) -> float:
-    """The interface level with the highest success rate over the lag grid."""
-    rates = r["numbers"]["success_by_scale"]
-    return max(rates, key=lambda s: (rates[s], -s))
+# ----------------------------------------------------------------------------- measured failures
+
+
+def measured_failures(r: dict) -> pd.DataFrame:
+    """Every setting of the relu chapter's runs at which a configuration failed (the book's one
+    failure rule) in at least :data:`FAILURE_SHARE` of its runs: ``label``, ``interface``,
+    ``units``, ``sweep``, failed runs and runs."""
+    rows = []
+    for key in ("lag", "lr", "width"):
+        runs = relu_claims.with_failures(r[key])
+        if "interface" not in runs:
+            runs = runs.assign(interface=BASELINE)
+        for (label, level, units), part in runs.groupby(["label", "interface", "units"], sort=False):
+            k, n = int(part["failed"].sum()), len(part)
+            if n and k / n >= FAILURE_SHARE:
+                rows.append({"sweep": key, "label": label, "interface": level, "units": int(units),
+                             "failed": k, "runs": n})
+    return pd.DataFrame(rows, columns=["sweep", "label", "interface", "units", "failed", "runs"])
+
+
+def safe(label: str, units: int, failures: pd.DataFrame, interface: str | None = None) -> bool:
+    """True unless ``label`` with ``units`` hidden units (at ``interface``, if given) failed in the
+    book's runs (:func:`measured_failures`)."""
+    hit = (failures["label"] == label) & (failures["units"] == int(units))
+    if interface is not None:
+        hit &= failures["interface"] == interface
+    return not bool(hit.any())
+
+
+# ----------------------------------------------------------------------------- the answer
+
+
+def best_level(r: dict) -> str:
+    """The interface level with the highest success rate over the lag grid (the Keras default on a tie)."""
+    rates = r["numbers"]["success_by_level"]
+    return max(rates, key=lambda s: (rates[s], s == BASELINE))
 
 
 def headline(r: dict, verdicts: dict) -> str:
-    """The book's short answer in one sentence, from the verdicts (Markdown)."""
-    n = r["numbers"]
-    s_best, s_as_is = best_scale(r), n["scale_max"]
-    reach_best = n["best_simple_reach"][s_best]
+    """The book's short answer (Markdown, a few short sentences): what to do, each part following
+    from a verdict; the hedges stay in the claims table."""
+    n, v = r["numbers"], {k: _as_verdict(x) for k, x in verdicts.items()}
     parts = []
-    if verdicts["interface"][0] == "supported":
-        parts.append(f"scale the CNN features down before the recurrent layer (here x {s_best:g}): with the "
-                     f"features as they are, simple RNNs remembered across "
-                     f"{_lags(n['best_simple_reach'][s_as_is])}, scaled across {_lags(reach_best)}")
-    memory = verdicts["relu_memory"][0]
-    parts.append({"supported": "ReLU then remembered further than tanh",
-                  "contradicted": "ReLU then remembered no further than tanh, so keep the default tanh",
-                  }.get(memory, "whether ReLU remembers further than tanh was not decided at this budget"))
-    gated = verdicts["gated"][0]
-    text = {"supported": "a gated cell (GRU) reached further still",
-            "contradicted": "a gated cell (GRU) did not reach further"}.get(
-        gated, "gated cells did not reach clearly further at this budget")
-    g_as_is, g_best = n["best_gated_reach"][s_as_is], n["best_gated_reach"][s_best]
-    if np.nan_to_num(g_as_is, nan=-1) > np.nan_to_num(g_best, nan=-1):
-        text += f" (the GRU, unlike the simple RNNs, reached furthest with the features as they are: {_lags(g_as_is)})"
-    parts.append(text)
-    clip = verdicts["clip"][0]
-    parts.append({"supported": "and clipping the global gradient norm kept SGD from blowing up",
-                  "contradicted": "and clipping did not prevent the blow-ups here"}.get(
-        clip, "and clipping's effect was not decided at this budget"))
-    text = "; ".join(parts) + "."
-    return text[0].upper() + text[1:]
+    if v["relu_memory"].word == V.SUPPORTED and v["relu_unstable"].word != V.SUPPORTED:
+        parts.append("ReLU reached longer lags than tanh here: try it, with clipping.")
+    else:
+        parts.append("Keep tanh: ReLU did not remember measurably further here.")
+    reach = n["best_simple_reach"].get(BASELINE, math.nan)
+    if v["gated"].word == V.SUPPORTED:
+        parts.append(f"Beyond {_lags(reach)}, use an LSTM or GRU." if np.isfinite(reach)
+                     else "Use an LSTM or GRU for memory.")
+    else:
+        parts.append(f"A simple RNN on Keras-default features remembered {_lags(reach)}.")
+    if v["interface"].word == V.SUPPORTED:
+        parts.append("Check the scale of the CNN features entering the RNN: it changed what learned.")
+    if v["clip"].word == V.SUPPORTED:
+        parts.append("Clip the global gradient norm.")
+    elif v["clip"].word == V.PREMISE_NOT_MET:
+        parts.append("No setting here exploded, so clipping's rescue is untested at this budget.")
+    return " ".join(parts)
 
 
 def _lags(x: float) -> str:
-    return "no lag of the grid" if not np.isfinite(x) else f"lags up to {int(x)} frames"
+    return "at no lag of the grid" if not np.isfinite(x) else f"lags up to {int(x)} frames"
 
 
-def advice(r: dict, clip: dict) -> dict:
-    """The decision guide's advice (Markdown), each line from the measured numbers."""
-    n, v = r["numbers"], r["verdicts"]
-    s_best = best_scale(r)
+def advice(r: dict, clip: dict, verdicts: dict, failures: pd.DataFrame) -> dict:
+    """The decision guide's advice (Markdown), each line naming the verdict it rests on."""
+    n, v = r["numbers"], {k: _as_verdict(x) for k, x in verdicts.items()}
+    units = int(r["params"]["units"])
+
+    def rests(key):
+        return f" *(Rests on: {CLAIMS[key].lower()}, **{v[key].word}**.)*"
+
     a = {}
-    a["advice_interface"] = (f"Put a fixed scale (here x {s_best:g}) or a normalisation with a small gain "
-                             "between the CNN and the recurrent layer, and check at initialisation that few "
-                             "tanh pre-activations exceed 2 in magnitude." if v["interface"][0] == "supported"
-                             else "The feature scale made no clear difference here; check the input drive anyway.")
-    a["advice_activation"] = {"supported": "ReLU is worth a try: it remembered further here; clip it.",
-                              "contradicted": "**Keep tanh**, the default: ReLU remembered no further here.",
-                              }.get(v["relu_memory"][0], "tanh or ReLU: not decided by these runs; keep the "
-                                                         "default unless your own runs say otherwise.")
-    reach = n["best_simple_reach"][s_best]
-    a["advice_lag"] = (f"Up to about **{int(reach)} frames** a simple RNN met the criterion here (with the "
-                       "scaled features); beyond that, use a **GRU or LSTM**." if np.isfinite(reach) else
-                       "No simple RNN met the criterion at any lag here: start with a **GRU or LSTM**.")
-    a["advice_clip_mode"] = str(clip.get("advice_clip_mode", "See the clipping chapter."))
-    a["advice_threshold"] = str(clip.get("advice_threshold", "See the clipping chapter."))
+    if v["interface"].word == V.SUPPORTED:
+        best = best_level(r)
+        a["advice_interface"] = (f"Measure the RMS of the features entering the recurrent layer and compare with "
+                                 f"the levels here; the most successful level was {parse_interface(best).label}."
+                                 + rests("interface"))
+    else:
+        a["advice_interface"] = ("Open: no interface level made a difference the rule could detect; check the "
+                                 "input drive anyway." + rests("interface"))
+    tanh, relu_l = role_label("tanh"), role_label("relu")
+    if v["relu_memory"].word == V.SUPPORTED and safe(relu_l, units, failures):
+        a["advice_activation"] = "ReLU (orthogonal) is worth a try, with clipping." + rests("relu_memory")
+    elif safe(tanh, units, failures):
+        a["advice_activation"] = "**Keep tanh**, the Keras default." + rests("relu_memory")
+    else:
+        a["advice_activation"] = ("Open: tanh failed at this width in the book's runs and ReLU was not shown "
+                                  "to reach further." + rests("relu_memory"))
+    reach = n["best_simple_reach"].get(BASELINE, math.nan)
+    if v["gated"].word == V.SUPPORTED:
+        a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach)} with Keras-default features; "
+                           "beyond that, use an **LSTM or GRU**." + rests("gated"))
+    else:
+        a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach)} with Keras-default features; "
+                           "whether a gated cell reaches further is open here." + rests("gated"))
+    a["advice_clip_mode"] = str(clip.get("advice_clip_mode", "See the clipping chapter.")) + rests("clip")
+    a["advice_threshold"] = str(clip.get("advice_threshold", "See the clipping chapter.")) + rests("band")
     return a
 
 
@@ -147,29 +203,33 @@ def page_values(res: dict) -> dict:
     """Every value the chapter (and the front page) pastes, by glue key."""
     r, verdicts = res["relu"], res["verdicts"]
     n = r["numbers"]
-    vals = {"headline": res["headline"], "best_scale": best_scale(r), "scale_as_is": n["scale_max"],
-            "tanh_label": role_label("tanh")}
+    vals = {"headline": res["headline"], "best_level": parse_interface(best_level(r)).label,
+            "baseline_label": parse_interface(BASELINE).label, "tanh_label": role_label("tanh"),
+            "rule_text": V.RULE_TEXT, "failure_share": FAILURE_SHARE}
     for k, v in verdicts.items():
+        v = _as_verdict(v)
         vals[f"claim_{k}"] = verdict_cell(v)
-        vals[f"claim_{k}_why"] = v[1] or "See the chapter."
+        vals[f"claim_{k}_why"] = v.why or "See the chapter."
+        vals[f"claim_{k}_test"] = (v.test or "none") + (f", p = {v.p:.2g}" if np.isfinite(v.p) else "")
     vals.update(res["advice"])
-    vals["n_supported"] = sum(v[0] == "supported" for v in verdicts.values())
-    vals["n_contradicted"] = sum(v[0] == "contradicted" for v in verdicts.values())
-    vals["n_undecided"] = sum(v[0] not in ("supported", "contradicted") for v in verdicts.values())
+    words = [_as_verdict(v).word for v in verdicts.values()]
+    for word in V.VERDICTS:
+        vals["n_" + word.replace(" ", "_")] = sum(w == word for w in words)
     b = r["budget"]
     vals.update({"cap": b["max_updates"], "n_seeds": b["n_seeds"], "n_runs_lag": b["n_runs"],
-                 "n_censored": b["n_censored"], "ceiling": r["ceiling"]["test_acc"], "target_acc": r["target_acc"]})
-    for s, tag in ((n["scale_max"], "as_is"), (best_scale(r), "best")):
-        vals[f"simple_reach_{tag}"] = relu._lag(n["best_simple_reach"][s])
-        vals[f"gated_reach_{tag}"] = relu._lag(n["best_gated_reach"][s])
-        vals[f"tanh_reach_{tag}"] = relu._lag(n["tanh_reach"][s])
-        vals[f"relu_reach_{tag}"] = relu._lag(n["relu_reach"][s])
+                 "n_censored": b["n_censored"], "n_improving": b["n_improving"],
+                 "ceiling": r["ceiling"]["test_acc"], "target_acc": r["target_acc"]})
+    vals["simple_reach_base"] = relu._lag(n["best_simple_reach"].get(BASELINE, math.nan))
+    vals["gated_reach_base"] = relu._lag(n["best_gated_reach"].get(BASELINE, math.nan))
+    vals["failures_text"] = ("; ".join(f"{f['label']} ({parse_interface(f['interface']).label}, {f['units']} units, "
+                                       f"{f['sweep']} sweep): {f['failed']} of {f['runs']}"
+                                       for _, f in res["failures"].iterrows()) or "none")
     return vals
 
 
 #: The values the front page (``index.md``, not a notebook) pastes as plain text.
-FRONT_PAGE = ("headline", "n_seeds", "cap", "n_censored", "n_runs_lag", "best_scale", "simple_reach_as_is",
-              "simple_reach_best", *[f"claim_{k}" for k in CLAIMS], *[f"claim_{k}_why" for k in CLAIMS])
+FRONT_PAGE = ("headline", "n_seeds", "cap", "n_censored", "n_runs_lag", "simple_reach_base",
+              *[f"claim_{k}" for k in CLAIMS], *[f"claim_{k}_why" for k in CLAIMS])
 
 
 def front_page(values: dict) -> dict:
@@ -185,15 +245,15 @@ def fig_decision_map(table: pd.DataFrame):
     from rnnbook import plots
 
     plots.set_style()
-    scales = sorted(table["feature_scale"].unique(), reverse=True)
+    levels = list(dict.fromkeys(table["interface"]))
     order = list(dict.fromkeys(table["label"]))
-    fig, axes = plt.subplots(1, len(scales), figsize=(3.2 * len(scales) + 2.5, 0.5 * len(order) + 1.8),
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels) + 2.5, 0.5 * len(order) + 1.8),
                              squeeze=False, sharey=True)
-    for i, (ax, s) in enumerate(zip(axes[0], scales)):
-        grid = table[table["feature_scale"] == s].pivot_table(index="label", columns="lag", values="rate").reindex(order)
-        sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="mako", ax=ax, cbar=i == len(scales) - 1,
+    for i, (ax, s) in enumerate(zip(axes[0], levels)):
+        grid = table[table["interface"] == s].pivot_table(index="label", columns="lag", values="rate").reindex(order)
+        sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="mako", ax=ax, cbar=i == len(levels) - 1,
                     cbar_kws={"label": "share of seeds reaching the criterion"})
-        ax.set_title(f"features x {s:g}")
+        ax.set_title(parse_interface(s).label + (" (Keras default)" if s == BASELINE else ""), fontsize=9)
         ax.set_xlabel("time lag (frames)")
         ax.set_ylabel("")
     fig.tight_layout()
@@ -236,14 +296,21 @@ def keras_port(units: int, n_features: int | None = None, res: dict | None = Non
     )
     lines = ["```python", "import keras", ""]
     if res is not None:
-        s_best = best_scale(res["relu"])
-        relu_won = res["verdicts"]["relu_memory"][0] == "supported"
-        reach = res["relu"]["numbers"]["best_simple_reach"][s_best]
-        lines += [f"features = keras.layers.Rescaling({s_best:g})(cnn_features)   # the interface: see the ReLU chapter"]
-        lines += ([f"rnn = keras.layers.SimpleRNN({units}, activation=\"relu\")   # ReLU remembered further here"]
-                  if relu_won else [f"rnn = keras.layers.SimpleRNN({units})   # the defaults: tanh, orthogonal"])
-        lines += [f"# beyond about {int(reach)} frames a gated cell:" if np.isfinite(reach) else
-                  "# no simple RNN met the criterion here: a gated cell", f"# rnn = keras.layers.GRU({units})"]
+        v, failures = res["verdicts"], res["failures"]
+        relu_won = _as_verdict(v["relu_memory"]).word == V.SUPPORTED
+        label = role_label("relu") if relu_won else role_label("tanh")
+        reach = res["relu"]["numbers"]["best_simple_reach"].get(BASELINE, math.nan)
+        if safe(label, units, failures):
+            lines += ([f"rnn = keras.layers.SimpleRNN({units}, activation=\"relu\")   # ReLU remembered further here"]
+                      if relu_won else [f"rnn = keras.layers.SimpleRNN({units})   # the defaults: tanh, orthogonal"])
+        else:
+            widths = sorted({int(u) for u in res["relu"]["width"]["units"]})
+            ok = [u for u in widths if safe(label, u, failures)]
+            lines += [f"# {label} with {units} units failed in this book's width sweep: measure before using it",
+                      *([f"rnn = keras.layers.SimpleRNN({max(ok)})   # the widest that did not fail here"] if ok else [])]
+        if _as_verdict(v["gated"]).word == V.SUPPORTED:
+            lines += [f"# beyond about {int(reach)} frames a gated cell:" if np.isfinite(reach) else
+                      "# no simple RNN met the criterion here: a gated cell", f"# rnn = keras.layers.LSTM({units})"]
     lines += ["", "# clip the global norm; measure the average gradient norm of a stable run first",
               "average_norm = 1.0  # replace with your measurement",
               "optimizer = keras.optimizers.SGD(0.01, momentum=0.9, global_clipnorm=average_norm)", "```"]

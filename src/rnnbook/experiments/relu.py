@@ -4,22 +4,23 @@ CNN-to-RNN interface as a factor, memorisation, and stability against learning r
 Every trained run follows :mod:`rnnbook.criterion`: fresh sequences for every batch, a
 validation check every ``check_every`` updates, success at ``target_fraction`` of the encoder's
 ceiling, a cap of ``max_updates`` (a run that hits it is *censored*), and one failure rule for
-every activation. :func:`results` computes every number of the chapter; the recommendations
-chapter reads them from there and never recomputes them.
+every activation (:func:`rnnbook.verdicts.failure_reason`). :func:`results` computes every number
+of the chapter; the recommendations chapter reads them from there and never recomputes them.
 
-Decision rules (the chapter's text states them):
-
-* a configuration *succeeds* at a point (lag, interface level) in the share of seeds that
-  reached the criterion; the share carries a Wilson 95 % interval;
-* **reach** of a configuration = the largest lag at which at least :data:`REACH_SHARE` of its
-  seeds succeed (and every shorter lag of the grid too is not required);
-* A is **better** than B at a point when A's Wilson interval lies entirely above B's; A is
-  better overall when it is better at one point or more and worse at none; **ties** when
-  neither is better anywhere; **mixed** otherwise.
+* The **baseline** is what a Keras user has: the interface level ``"keras"`` (Keras's default
+  Glorot-uniform convolutions, features as they come); every other level is named against it
+  (:mod:`.interface`).
+* **A fair race**: each configuration's Adam learning rate is chosen from
+  ``tuning_learning_rates`` on ``tuning_seeds`` (seeds the verdicts never use) at
+  ``tuning_lag`` and the baseline interface (:func:`choose_rates`).
+* The claims are decided by :mod:`.relu_claims` with the book's one rule
+  (:mod:`rnnbook.verdicts`); **reach** (the largest lag at which at least :data:`REACH_SHARE`
+  of the seeds succeed) describes, it does not decide.
 
 Example:
-    >>> further(5.0, 2.0)
-    'further than'
+    >>> rate_rule(pd.DataFrame({"learning_rate": [1e-3, 3e-3], "successes": [2, 2],
+    ...                         "median_updates": [300.0, 150.0]}))
+    0.003
 """
 from __future__ import annotations
 
@@ -29,23 +30,24 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnbook import sweeps
-from rnnbook.experiments.common import (above_chance_ever, outcomes, chance_bar, failed, ExperimentError, encoder_ceiling, fmt_ci, parse_rnn_config,
-                                        role_label, specs, wilson_interval)
-from rnnbook.experiments.interface import SATURATION, drive_display, drive_table, input_drive  # noqa: F401
+from rnnbook import sweeps, verdicts as V
+from rnnbook.experiments import relu_claims
+from rnnbook.experiments.common import (ExperimentError, ROLES, encoder_ceiling, fmt_ci, outcomes,
+                                        parse_rnn_config, role_label, specs, wilson_interval)
+from rnnbook.experiments.interface import (SATURATION, BASELINE, drive_display, drive_table,  # noqa: F401
+                                           parse_interface)
 from rnnbook.experiments.relu_figures import (  # noqa: F401 - the chapter's figures
-    _scales, fig_interface_scale, fig_memorisation, fig_stability, fig_updates_to_success, memo_curves)
+    fig_interface_scale, fig_memorisation, fig_stability, fig_time_to_success, fig_updates_to_success,
+    km_curves, memo_curves)
 from rnnbook.training import TrainConfig
 
 #: Reach: the largest lag at which at least this share of a configuration's seeds succeed.
 REACH_SHARE = 0.75
-#: How :func:`compare_points`'s verdicts read in a sentence ("A beat B").
-COMPARED = {"better": "beat", "worse": "lost to", "ties": "tied with", "mixed": "was mixed against",
-            "not compared": "was not compared with"}
 #: Names of the chapter's parameters (its ``parameters`` cell).
-PARAMS = ("seeds", "rnn_configs", "lags", "feature_scales", "max_updates", "check_every", "target_fraction",
-          "units", "batch_size", "learning_rate", "n_val", "n_test", "memo_lag", "memo_n_train",
-          "learning_rates", "clip_value", "stability_lag", "stability_scale", "stability_max_updates", "widths",
+PARAMS = ("seeds", "rnn_configs", "lags", "interfaces", "max_updates", "check_every", "target_fraction",
+          "units", "batch_size", "tuning_learning_rates", "tuning_seeds", "tuning_lag", "ablation_interfaces",
+          "ablation_lag", "ablation_seeds", "n_val", "n_test", "memo_lag", "memo_n_train",
+          "learning_rates", "clip_value", "stability_lag", "stability_max_updates", "widths",
           "width_learning_rate", "ceiling_epochs")
 
 
@@ -53,7 +55,12 @@ def _pick(params: dict) -> dict:
     missing = [n for n in PARAMS if n not in params]
     if missing:
         raise ExperimentError(f"missing parameter(s) {', '.join(missing)} of the relu chapter")
-    return {n: params[n] for n in PARAMS}
+    p = {n: params[n] for n in PARAMS}
+    overlap = sorted(set(map(int, p["tuning_seeds"])) & set(map(int, p["seeds"])))
+    if overlap:
+        raise ExperimentError(f"tuning_seeds and seeds share {overlap}: the learning rates must be chosen on "
+                              "seeds the verdicts do not use")
+    return p
 
 
 # ----------------------------------------------------------------------------- grids
@@ -63,7 +70,7 @@ def base_config(p: dict, target_acc: float) -> TrainConfig:
     """The chapter's protocol: recall, Adam, fresh sequences, criterion with a cap."""
     return TrainConfig(task="recall", n_train=64, n_val=int(p["n_val"]), n_test=int(p["n_test"]),
                        units=int(p["units"]), batch_size=int(p["batch_size"]), optimizer="adam",
-                       learning_rate=float(p["learning_rate"]), max_updates=int(p["max_updates"]),
+                       learning_rate=1e-3, max_updates=int(p["max_updates"]),
                        check_every=int(p["check_every"]), target_acc=float(target_acc), stream="fresh")
 
 
@@ -74,32 +81,51 @@ def at_lag(config: TrainConfig, lag: int) -> TrainConfig:
     return dataclasses.replace(config, seq_len=int(lag) + 1, lag=int(lag))
 
 
-def lag_grid(p: dict, target_acc: float) -> tuple[list[TrainConfig], list[str]]:
-    """Configuration x interface level x lag, and the legend label of each."""
+def grid_frame(rows: list[tuple[TrainConfig, str, str]]) -> tuple[list[TrainConfig], list[str], list[str]]:
+    """``(configs, labels, interfaces)`` of ``(config, label, interface key)`` rows."""
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def tuning_grid(p: dict, target_acc: float):
+    """Every configuration at every tuning learning rate, at ``tuning_lag`` and the baseline level."""
+    base, level = base_config(p, target_acc), parse_interface(BASELINE)
+    return grid_frame([(level.apply(at_lag(spec.apply(base, learning_rate=float(lr)), p["tuning_lag"])),
+                        spec.label, BASELINE)
+                       for spec in specs(p["rnn_configs"]) for lr in p["tuning_learning_rates"]])
+
+
+def lag_grid(p: dict, target_acc: float, rates: dict[str, float]):
+    """Configuration x interface level x lag, each configuration at its chosen learning rate."""
     base = base_config(p, target_acc)
-    configs, labels = [], []
-    for spec in specs(p["rnn_configs"]):
-        for scale in p["feature_scales"]:
-            for lag in p["lags"]:
-                configs.append(at_lag(spec.apply(base, feature_scale=float(scale)), lag))
-                labels.append(spec.label)
-    return configs, labels
+    return grid_frame([(parse_interface(key).apply(at_lag(spec.apply(base, learning_rate=rates[spec.label]), lag)),
+                        spec.label, key)
+                       for spec in specs(p["rnn_configs"]) for key in p["interfaces"] for lag in p["lags"]])
 
 
-def memo_grid(p: dict, target_acc: float, key: str = "tanh-orthogonal") -> tuple[list[TrainConfig], list[str]]:
+def ablation_grid(p: dict, target_acc: float, rates: dict[str, float], key: str = ROLES["tanh"]):
+    """tanh + orthogonal at ``ablation_lag`` at every level of ``ablation_interfaces``."""
+    spec = parse_rnn_config(key)
+    base = at_lag(spec.apply(base_config(p, target_acc), learning_rate=rates.get(spec.label, 1e-3)),
+                  p["ablation_lag"])
+    return grid_frame([(parse_interface(k).apply(base), spec.label, k) for k in p["ablation_interfaces"]])
+
+
+def _stability_base(p: dict, target_acc: float, **changes) -> TrainConfig:
+    base = dataclasses.replace(base_config(p, target_acc), max_updates=int(p["stability_max_updates"]), **changes)
+    return parse_interface(BASELINE).apply(at_lag(base, p["stability_lag"]))
+
+
+def memo_grid(p: dict, target_acc: float, key: str = ROLES["tanh"]):
     """One configuration at ``memo_lag`` on a fixed training set and on fresh sequences; never
     stopped early (target 1.0), so both curves run to the cap."""
-    base = at_lag(parse_rnn_config(key).apply(base_config(p, 1.0), feature_scale=float(p["stability_scale"])),
-                  p["memo_lag"])
+    base = at_lag(parse_interface(BASELINE).apply(parse_rnn_config(key).apply(base_config(p, 1.0))), p["memo_lag"])
     fixed = dataclasses.replace(base, stream="fixed", n_train=int(p["memo_n_train"]))
     return [fixed, base], [f"fixed set of {int(p['memo_n_train'])}", "fresh sequences"]
 
 
-def lr_grid(p: dict, target_acc: float, keys=("tanh-orthogonal", "relu-orthogonal")):
+def lr_grid(p: dict, target_acc: float, keys=(ROLES["tanh"], ROLES["relu"])):
     """SGD (momentum 0.9) at every learning rate, without and with ``global_clipnorm``."""
-    base = at_lag(dataclasses.replace(base_config(p, target_acc), optimizer="sgd",
-                                      max_updates=int(p["stability_max_updates"]),
-                                      feature_scale=float(p["stability_scale"])), p["stability_lag"])
+    base = _stability_base(p, target_acc, optimizer="sgd")
     configs, labels = [], []
     for spec in specs(keys):
         for mode in ("none", "global_clipnorm"):
@@ -110,11 +136,9 @@ def lr_grid(p: dict, target_acc: float, keys=("tanh-orthogonal", "relu-orthogona
     return configs, labels
 
 
-def width_grid(p: dict, target_acc: float, keys=("tanh-orthogonal", "relu-glorot_uniform")):
+def width_grid(p: dict, target_acc: float, keys=(ROLES["tanh"], ROLES["tf1"])):
     """Adam at ``width_learning_rate`` for every number of units."""
-    base = at_lag(dataclasses.replace(base_config(p, target_acc), learning_rate=float(p["width_learning_rate"]),
-                                      max_updates=int(p["stability_max_updates"]),
-                                      feature_scale=float(p["stability_scale"])), p["stability_lag"])
+    base = _stability_base(p, target_acc, learning_rate=float(p["width_learning_rate"]))
     configs, labels = [], []
     for spec in specs(keys):
         for u in p["widths"]:
@@ -136,32 +160,40 @@ def target_of(p: dict, ceiling: dict) -> float:
 def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
     """Every training run of the chapter (seeds included), without running any: for
     ``rnnbook build --dry-run``. The target is the build's when the encoder's ceiling is cached,
-    else :data:`PLANNING_TARGET`."""
+    else :data:`PLANNING_TARGET`; the lag sweep's learning rates are the tuning grid's (each
+    configuration runs at one of them)."""
     p = _pick(params)
     if target_acc is None:
         ceiling = encoder_ceiling(p["ceiling_epochs"], compute=False)
         target_acc = PLANNING_TARGET if ceiling is None else target_of(p, ceiling)
-    grids = [lag_grid(p, target_acc), memo_grid(p, target_acc), lr_grid(p, target_acc), width_grid(p, target_acc)]
-    return sweeps.with_seeds([c for configs, _ in grids for c in configs], p["seeds"])
+    tuned = sweeps.with_seeds(tuning_grid(p, target_acc)[0], p["tuning_seeds"])
+    guess = {spec.label: float(p["tuning_learning_rates"][0]) for spec in specs(p["rnn_configs"])}
+    if all(sweeps.is_cached(c) for c in tuned):  # the tuning runs decide the lag sweep's rates
+        configs, labels, levels = tuning_grid(p, target_acc)
+        guess = choose_rates(run(configs, labels, p["tuning_seeds"], "relu: learning rates", levels))[0]
+    lag = sweeps.with_seeds(lag_grid(p, target_acc, guess)[0], p["seeds"])
+    ablation = sweeps.with_seeds(ablation_grid(p, target_acc, guess)[0], p["ablation_seeds"])
+    rest = [c for configs, _ in (memo_grid(p, target_acc), lr_grid(p, target_acc), width_grid(p, target_acc))
+            for c in configs]
+    return tuned + lag + ablation + sweeps.with_seeds(rest, p["seeds"])
 
 
 # ----------------------------------------------------------------------------- runs and statistics
 
 
-def run(configs, labels, seeds, desc) -> pd.DataFrame:
-    """Run (or load) a grid; one row per run with ``outcome``, ``success`` and ``updates``."""
+def run(configs, labels, seeds, desc, interfaces=None) -> pd.DataFrame:
+    """Run (or load) a grid; one row per run with ``outcome``, ``success``, ``updates`` and, given
+    ``interfaces`` (one key per configuration), the ``interface`` level."""
     runs = outcomes(sweeps.run_sweep(configs, seeds, desc=desc, labels=labels))
     runs["accuracy"] = sweeps.accuracy_with_divergence(runs, "chance")
+    if interfaces is not None:
+        runs["interface"] = [key for key in interfaces for _ in seeds]
     return runs
 
 
-
-
-
-
-def success_table(runs: pd.DataFrame, by=("label", "feature_scale", "lag")) -> pd.DataFrame:
-    """Per point: seeds, successes, censored and diverged runs, success rate with its Wilson interval,
-    median updates to success."""
+def success_table(runs: pd.DataFrame, by=("label", "interface", "lag")) -> pd.DataFrame:
+    """Per point: seeds, successes, censored (and still improving) and failed runs, success rate
+    with its Wilson interval, median updates to success."""
     rows = []
     for keys, part in runs.groupby(list(by), sort=False):
         k, n = int(part["success"].sum()), len(part)
@@ -169,66 +201,62 @@ def success_table(runs: pd.DataFrame, by=("label", "feature_scale", "lag")) -> p
         done = part.loc[part["success"], "updates"]
         rows.append({**dict(zip(by, keys)), "seeds": n, "successes": k,
                      "censored": int((part["outcome"] == "censored").sum()),
+                     "still_improving": relu_claims.improving(part),
                      "diverged_runs": int(part["diverged"].sum()), "rate": rate, "lo": lo, "hi": hi,
                      "median_updates": float(done.median()) if len(done) else math.nan})
     return pd.DataFrame(rows)
 
 
-def reach(table: pd.DataFrame, label: str, scale: float) -> float:
-    """Largest lag at which at least :data:`REACH_SHARE` of ``label``'s seeds succeed at ``scale``
-    (NaN when at no lag)."""
-    part = table[(table["label"] == label) & (table["feature_scale"] == scale)]
+def rate_rule(table: pd.DataFrame) -> float:
+    """The learning rate chosen from one configuration's tuning rows: most successes, then the
+    fewest median updates to success, then the smaller rate."""
+    t = table.assign(_m=table["median_updates"].fillna(math.inf))
+    best = t.sort_values(["successes", "_m", "learning_rate"], ascending=[False, True, True]).iloc[0]
+    return float(best["learning_rate"])
+
+
+def choose_rates(tuning: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+    """Each configuration's learning rate (:func:`rate_rule`) and the tuning table with ``chosen``."""
+    table = success_table(tuning, by=("label", "learning_rate"))
+    rates = {lab: rate_rule(part) for lab, part in table.groupby("label", sort=False)}
+    table["chosen"] = [rates[lab] == lr for lab, lr in zip(table["label"], table["learning_rate"])]
+    return rates, table
+
+
+def reach(table: pd.DataFrame, label: str, level: str) -> float:
+    """Largest lag at which at least :data:`REACH_SHARE` of ``label``'s seeds succeed at interface
+    ``level`` (NaN when at no lag)."""
+    part = table[(table["label"] == label) & (table["interface"] == level)]
     ok = part.loc[part["rate"] >= REACH_SHARE, "lag"]
     return float(ok.max()) if len(ok) else math.nan
 
 
-def reach_table(table: pd.DataFrame) -> pd.DataFrame:
+def reach_table(table: pd.DataFrame, levels) -> pd.DataFrame:
     """Reach per configuration (rows) and interface level (columns), as text for the page."""
-    labels = list(dict.fromkeys(table["label"]))
-    scales = sorted(table["feature_scale"].unique(), reverse=True)
     rows = []
-    for label in labels:
+    for label in dict.fromkeys(table["label"]):
         row = {"configuration": label}
-        for s in scales:
-            r = reach(table, label, s)
-            row[f"features x {s:g}"] = "none" if not np.isfinite(r) else f"{int(r)}"
+        for level in levels:
+            r = reach(table, label, level)
+            row[parse_interface(level).label] = "none" if not np.isfinite(r) else f"{int(r)}"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def compare_points(table: pd.DataFrame, a: str, b: str) -> str:
-    """'better', 'worse', 'ties' or 'mixed': ``a`` against ``b`` over every shared point, a point
-    counting when one Wilson interval lies entirely above the other."""
-    ta, tb = (table[table["label"] == x].set_index(["feature_scale", "lag"]) for x in (a, b))
-    shared = ta.index.intersection(tb.index)
-    if not len(shared):
-        return "not compared"
-    wins = int(sum(ta.loc[i, "lo"] > tb.loc[i, "hi"] for i in shared))
-    losses = int(sum(tb.loc[i, "lo"] > ta.loc[i, "hi"] for i in shared))
-    if wins and not losses:
-        return "better"
-    if losses and not wins:
-        return "worse"
-    return "ties" if not (wins or losses) else "mixed"
-
-
-def scale_effects(table: pd.DataFrame) -> list[str]:
-    """Where the interface level clearly changed a configuration's success rate: one phrase per
-    configuration and lag whose best and worst levels have Wilson intervals apart."""
-    found = []
-    for (label, lag), part in table.groupby(["label", "lag"], sort=False):
-        best, worst = part.loc[part["rate"].idxmax()], part.loc[part["rate"].idxmin()]
-        if best["lo"] > worst["hi"]:
-            found.append(f"{label} at lag {int(lag)} (x {best['feature_scale']:g}: {int(best['successes'])} of "
-                         f"{int(best['seeds'])}; x {worst['feature_scale']:g}: {int(worst['successes'])} of "
-                         f"{int(worst['seeds'])})")
-    return found
-
-
-def further(a: float, b: float) -> str:
-    """'further than', 'as far as' or 'less far than' (NaN = no lag reached)."""
-    a, b = np.nan_to_num(a, nan=-1.0), np.nan_to_num(b, nan=-1.0)
-    return "further than" if a > b else ("as far as" if a == b else "less far than")
+def logrank_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Log-rank tests of updates to success (censored and failed runs censored at their last
+    update) of every configuration against ``reference``, per interface level and lag."""
+    rows = []
+    for (level, lag), part in runs.groupby(["interface", "lag"], sort=False):
+        ref = part[part["label"] == reference]
+        for label, other in part.groupby("label", sort=False):
+            if label == reference or not len(ref):
+                continue
+            p = V.logrank_p(other["updates"], other["success"], ref["updates"], ref["success"])
+            rows.append({"interface": level, "lag": int(lag), "configuration": label, "against": reference,
+                         "successes": f"{int(other['success'].sum())} of {len(other)}",
+                         "reference successes": f"{int(ref['success'].sum())} of {len(ref)}", "log-rank p": p})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- the chapter's numbers
@@ -237,9 +265,9 @@ def further(a: float, b: float) -> str:
 def results(params: dict, ceiling: dict | None = None) -> dict:
     """Every number, table and run of the chapter, from its parameters (cached runs load at once).
 
-    Keys: ``ceiling`` (the encoder's per-image test accuracy), ``target_acc``, ``lag``/``memo``/``lr``/
-    ``width`` (run tables), ``table`` (success per point), ``reach``, ``drive``, ``budget`` and
-    ``verdicts`` (see :func:`verdicts`).
+    Keys: ``ceiling``, ``target_acc``, ``rates`` and ``tuning_table`` (the fair race), the run
+    tables ``tuning``/``lag``/``ablation``/``memo``/``lr``/``width``, ``table`` (success per point),
+    ``reach``, ``drive``, ``budget``, ``numbers`` and ``verdicts`` (:mod:`.relu_claims`).
     """
     p = _pick(params)
     if not p["seeds"]:
@@ -247,16 +275,28 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     ceiling = ceiling or encoder_ceiling(p["ceiling_epochs"])
     target = target_of(p, ceiling)
     out = {"params": p, "ceiling": ceiling, "target_acc": target}
-    out["lag"] = run(*lag_grid(p, target), p["seeds"], "relu: lags x interface")
+    configs, labels, levels = tuning_grid(p, target)
+    out["tuning"] = run(configs, labels, p["tuning_seeds"], "relu: learning rates", levels)
+    out["rates"], out["tuning_table"] = choose_rates(out["tuning"])
+    configs, labels, levels = lag_grid(p, target, out["rates"])
+    out["lag"] = run(configs, labels, p["seeds"], "relu: lags x interface", levels)
+    configs, labels, levels = ablation_grid(p, target, out["rates"])
+    out["ablation"] = run(configs, labels, p["ablation_seeds"], "relu: interface ablation", levels)
     out["memo"] = run(*memo_grid(p, target), p["seeds"], "relu: memorisation")
     out["lr"] = run(*lr_grid(p, target), p["seeds"], "relu: learning rate")
     out["width"] = run(*width_grid(p, target), p["seeds"], "relu: width")
     out["table"] = success_table(out["lag"])
-    out["reach"] = reach_table(out["table"])
+    out["reach"] = reach_table(out["table"], p["interfaces"])
+    out["logrank"] = logrank_table(out["lag"], role_label("tanh"))
     out["drive"] = drive_table(p, at_lag(base_config(p, 1.0), max(p["lags"])))
     out["budget"] = budget(out["lag"], p)
+    roles = {"tanh": role_label("tanh"), "relu": role_label("relu"), "irnn": role_label("irnn"),
+             "tf1": role_label("tf1"),
+             "gated": [lab for lab in dict.fromkeys(out["lag"]["label"]) if lab in ("GRU", "LSTM")]}
+    present = set(out["lag"]["label"]) | set(out["lr"]["label"]) | set(out["width"]["label"])
+    roles = {k: (v if k == "gated" else v if v in present else None) for k, v in roles.items()}
+    out["verdicts"] = relu_claims.claim_verdicts(out["lag"], out["lr"], out["width"], roles, BASELINE)
     out["numbers"] = numbers(out)
-    out["verdicts"] = verdicts(out["numbers"])
     return out
 
 
@@ -265,6 +305,7 @@ def budget(runs: pd.DataFrame, p: dict) -> dict:
     return {"max_updates": int(p["max_updates"]), "check_every": int(p["check_every"]),
             "batch_size": int(p["batch_size"]), "n_seeds": len(p["seeds"]), "n_runs": len(runs),
             "n_censored": int((runs["outcome"] == "censored").sum()),
+            "n_improving": relu_claims.improving(runs[runs["outcome"] == "censored"]),
             "n_success": int(runs["success"].sum()), "n_diverged": int(runs["diverged"].sum()),
             "max_sequences": int(p["max_updates"]) * int(p["batch_size"]),
             "total_updates": int(runs["updates"].sum())}
@@ -273,154 +314,48 @@ def budget(runs: pd.DataFrame, p: dict) -> dict:
 def numbers(out: dict) -> dict:
     """The plain numbers the prose and the recommendations quote."""
     table, lag, p = out["table"], out["lag"], out["params"]
-    scales = _scales(table)
+    levels = list(p["interfaces"])
     labels = list(dict.fromkeys(table["label"]))
-    tanh, irnn = role_label("tanh"), role_label("irnn")
     gated = [lab for lab in labels if lab in ("GRU", "LSTM")]
     simple = [lab for lab in labels if lab not in gated]
-    n: dict = {"scales": scales, "scale_max": scales[0], "scale_min": scales[-1],
-               "lag_min": int(min(p["lags"])), "lag_max": int(max(p["lags"])), "labels": labels}
-    n["reach"] = {lab: {s: reach(table, lab, s) for s in scales} for lab in labels}
-    best_reach = {s: max([n["reach"][lab][s] for lab in simple if np.isfinite(n["reach"][lab][s])],
-                         default=math.nan) for s in scales}
-    n["best_simple_reach"] = best_reach
-    n["best_gated_reach"] = {s: max([n["reach"][lab][s] for lab in gated if np.isfinite(n["reach"][lab][s])],
-                                    default=math.nan) for s in scales}
-    n["relu_labels"] = [lab for lab in simple if lab.startswith("ReLU")]
-    n["relu_reach"] = {s: max([n["reach"][lab][s] for lab in n["relu_labels"] if np.isfinite(n["reach"][lab][s])],
-                              default=math.nan) for s in scales}
-    n["tanh_reach"] = {s: n["reach"].get(tanh, {}).get(s, math.nan) for s in scales}
-    n["compare"] = {lab: compare_points(table, lab, tanh) for lab in labels if lab != tanh and tanh in labels}
-    short = table[table["lag"] == n["lag_min"]]
-    n["short_compare"] = {lab: compare_points(short, lab, tanh) for lab in n["relu_labels"] if tanh in labels}
-    n["irnn_vs_gated"] = compare_points(table, irnn, gated[0]) if irnn in labels and gated else "not compared"
-    n["success_by_scale"] = {s: float(lag.loc[lag["feature_scale"] == s, "success"].mean()) for s in scales}
+    n: dict = {"levels": levels, "baseline": BASELINE, "lag_min": int(min(p["lags"])),
+               "lag_max": int(max(p["lags"])), "labels": labels, "gated": gated, "simple": simple}
+    n["reach"] = {lab: {s: reach(table, lab, s) for s in levels} for lab in labels}
+
+    def best(labs, s):
+        return max([n["reach"][lab][s] for lab in labs if np.isfinite(n["reach"][lab][s])], default=math.nan)
+
+    n["best_simple_reach"] = {s: best(simple, s) for s in levels}
+    n["best_gated_reach"] = {s: best(gated, s) for s in levels}
+    n["success_by_level"] = {s: float(lag.loc[lag["interface"] == s, "success"].mean()) for s in levels}
     n["cap"] = int(p.get("max_updates", 0))
     n["censored"] = {lab: (int((part["outcome"] == "censored").sum()), len(part))
                      for lab, part in lag.groupby("label", sort=False)}
-    n["scale_effects"] = scale_effects(table)
-    n["n_points_succeeding"] = int((table["successes"] > 0).sum())
     tanh_drive = out["drive"][out["drive"]["label"] == role_label("tanh")]  # the only bounded, saturating cell
-    drive = tanh_drive.groupby("feature_scale")[["saturated_share", "input_to_recurrent", "feature_rms"]].median()
-    n["drive"] = {float(s): row.to_dict() for s, row in drive.iterrows()}
+    drive = tanh_drive.groupby("interface", sort=False)[["saturated_share", "input_to_recurrent", "feature_rms"]].median()
+    n["drive"] = {str(s): row.to_dict() for s, row in drive.iterrows()}
     memo = out["memo"]
     n["memo"] = {lab: {"train": float(np.mean([r["check_train_acc"][-1] for r in part["record"]])),
                        "val": float(np.mean([r["check_val_acc"][-1] for r in part["record"]]))}
                  for lab, part in memo.groupby("label", sort=False)}
-    lr = out["lr"].assign(failed=failed(out["lr"]))
-    n["lr_fail"] = {(lab, mode): (int(part["failed"].sum()), len(part))
-                    for (lab, mode), part in lr.groupby(["label", "clip_mode"], sort=False)}
-    n["lr_diverged"] = {(lab, mode): int(part["diverged"].sum())
-                        for (lab, mode), part in lr.groupby(["label", "clip_mode"], sort=False)}
-    n["lr_success"] = {(lab, mode): int(part["success"].sum())
-                       for (lab, mode), part in lr.groupby(["label", "clip_mode"], sort=False)}
-    width = out["width"].assign(failed=failed(out["width"]))
-    n["width_fail"] = {(lab, int(u)): (int(part["failed"].sum()), len(part))
-                       for (lab, u), part in width.groupby(["label", "units"], sort=False)}
-    n["width_state"] = {(lab, int(u)): float(part["max_abs_state"].median())
-                        for (lab, u), part in width.groupby(["label", "units"], sort=False)}
+    for key in ("lr", "width"):
+        runs = relu_claims.with_failures(out[key])
+        by = ["label", "clip_mode", "learning_rate"] if key == "lr" else ["label", "units"]
+        n[f"{key}_fail"] = {k: (int(part["failed"].sum()), len(part), _reasons(part))
+                            for k, part in runs.groupby(by, sort=False)}
+    n["failures"] = {lab: int(part["failed"].sum()) for lab, part in
+                     relu_claims.with_failures(pd.concat([out["lr"][out["lr"]["clip_mode"] == "none"], out["width"]]))
+                     .groupby("label", sort=False)}
     return n
 
 
-def verdicts(n: dict) -> dict:
-    """Verdicts on the usual answer's claims from :func:`numbers`: each ``"supported"``,
-    ``"contradicted"`` or ``"not decided at this budget"`` with a Markdown reason."""
-    v = {}
-    scales, tanh = n["scales"], role_label("tanh")
-    # 1. ReLU trains about as well as tanh at short lags
-    short = list(n["short_compare"].values())
-    if not short:
-        v["relu_short"] = ("not decided at this budget", "The grid lacks tanh or every ReLU configuration.")
-    elif all(c in ("ties", "better") for c in short):
-        v["relu_short"] = ("supported", f"At lag {n['lag_min']} no ReLU configuration was worse than tanh at any "
-                           "interface level.")
-    elif all(c == "worse" for c in short):
-        v["relu_short"] = ("contradicted", f"At lag {n['lag_min']} every ReLU configuration was worse than tanh.")
-    else:
-        v["relu_short"] = ("not decided at this budget", f"At lag {n['lag_min']} the ReLU configurations "
-                           "differed: " + ", ".join(f"{k} {COMPARED[c]} tanh" for k, c in n["short_compare"].items()) + ".")
-    # 2. ReLU remembers further than tanh (no vanishing gradient)
-    words = {s: further(n["relu_reach"][s], n["tanh_reach"][s]) for s in scales}
-    reached = [s for s in scales if np.isfinite(n["relu_reach"][s]) or np.isfinite(n["tanh_reach"][s])]
-    text = "; ".join(f"features x {s:g}: best ReLU {_lag(n['relu_reach'][s])}, tanh {_lag(n['tanh_reach'][s])}"
-                     for s in scales)
-    if not reached:
-        v["relu_memory"] = ("not decided at this budget", f"Neither reached any lag ({text}).")
-    elif all(words[s] == "further than" for s in reached):
-        v["relu_memory"] = ("supported", f"ReLU reached further at every level where either learned ({text}).")
-    elif all(words[s] != "further than" for s in reached):
-        v["relu_memory"] = ("contradicted", f"ReLU reached no further than tanh at any level ({text}).")
-    else:
-        v["relu_memory"] = ("not decided at this budget", f"It depends on the interface ({text}).")
-    # 3. gated cells reach further than simple RNNs
-    g, s_ = n["best_gated_reach"], n["best_simple_reach"]
-    gw = {s: further(g[s], s_[s]) for s in scales}
-    gtext = "; ".join(f"features x {s:g}: gated {_lag(g[s])}, simple {_lag(s_[s])}" for s in scales)
-    if all(w == "further than" for w in gw.values()):
-        v["gated"] = ("supported", f"The gated cell reached further at every interface level ({gtext}).")
-    elif all(w == "less far than" for w in gw.values()):
-        v["gated"] = ("contradicted", f"A simple RNN reached further at every level ({gtext}).")
-    else:
-        v["gated"] = ("not decided at this budget", f"Not at every interface level ({gtext}).")
-    # 4. the IRNN matches a gated cell (Le et al. 2015)
-    c = n["irnn_vs_gated"]
-    v["irnn"] = {"ties": ("supported", "The IRNN's success rates tie with the gated cell's at every point."),
-                 "better": ("supported", "The IRNN beat the gated cell at some point and lost at none."),
-                 "worse": ("contradicted", "The gated cell beat the IRNN at some point and lost at none."),
-                 "mixed": ("not decided at this budget", "Each beat the other somewhere."),
-                 }.get(c, ("not decided at this budget", "The grid lacks the IRNN or a gated cell."))
-    # 5. ReLU makes exploding gradients worse: unclipped SGD runs that diverged (NaN/Inf or loss
-    #    blow-up), with the failures of the symmetric rule (diverged or never above chance) beside
-    relu_l = next((lab for (lab, mode) in n["lr_fail"] if lab.startswith("ReLU")), None)
-    if relu_l is None or (tanh, "none") not in n["lr_fail"]:
-        v["relu_unstable"] = ("not decided at this budget", "The learning-rate sweep lacks tanh or ReLU.")
-    else:
-        dr, dt = n["lr_diverged"][(relu_l, "none")], n["lr_diverged"][(tanh, "none")]
-        (kr, nr), (kt, nt) = n["lr_fail"][(relu_l, "none")], n["lr_fail"][(tanh, "none")]
-        why = (f"Unclipped SGD runs that diverged: {relu_l} {dr} of {nr}, tanh {dt} of {nt}; runs that failed "
-               f"(diverged or never above chance): {relu_l} {kr}, tanh {kt}.")
-        v["relu_unstable"] = (("supported", why) if dr > dt else ("contradicted", why) if dr < dt
-                              else ("not decided at this budget", why))
-    # 6. the interface scale decides whether a configuration learns to remember
-    effects = n["scale_effects"]
-    if len(scales) < 2:
-        v["interface"] = ("not decided at this budget", "Only one interface level.")
-    elif effects:
-        v["interface"] = ("supported", "The feature scale changed the success rate clearly (Wilson intervals "
-                          "apart) for " + "; ".join(effects) + ".")
-    elif n["n_points_succeeding"]:
-        v["interface"] = ("contradicted", "No configuration's success rate changed clearly with the feature scale.")
-    else:
-        v["interface"] = ("not decided at this budget", "Nothing reached the criterion.")
-    for key, labels in (("relu_memory", [tanh, *n["relu_labels"]]), ("gated", labels_of(n, gated=True)),
-                        ("irnn", [role_label("irnn"), *labels_of(n, gated=True)])):
-        word, why = v[key]
-        v[key] = (word, why + budget_note(n, labels))
-    return v
-
-
-def labels_of(n: dict, gated: bool) -> list[str]:
-    """The gated (or simple) configurations of the grid."""
-    return [lab for lab in n["labels"] if (lab in ("GRU", "LSTM")) == gated]
-
-
-def budget_note(n: dict, labels) -> str:
-    """" Within the cap of N updates (censored runs: A k of m; ...)." for the configurations present."""
-    parts = [f"{lab} {k} of {m}" for lab in labels if lab in n.get("censored", {})
-             for k, m in [n["censored"][lab]]]
-    if not parts:
-        return ""
-    return f" Within the cap of {n['cap']} updates per run (censored runs: {'; '.join(parts)})."
+def _reasons(part: pd.DataFrame) -> str:
+    counts = part["failure"].dropna().value_counts()
+    return ", ".join(f"{int(c)} {r}" for r, c in counts.items()) or "none"
 
 
 def _lag(x: float) -> str:
     return "no lag" if not np.isfinite(x) else f"lag {int(x)}"
-
-
-def verdict_md(verdict: tuple[str, str]) -> str:
-    """``("supported", why)`` -> ``"**supported**. why"``."""
-    word, why = verdict
-    return f"**{word}**. {why}"
 
 
 def success_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -430,66 +365,95 @@ def success_display(table: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def rates_display(tuning_table: pd.DataFrame) -> pd.DataFrame:
+    """The learning-rate table for the page: per configuration and rate, successes on the tuning
+    seeds, median updates to success, and the rate chosen."""
+    t = tuning_table
+    return pd.DataFrame({"configuration": t["label"], "Adam learning rate": t["learning_rate"].map(lambda x: f"{x:g}"),
+                         "successes": [f"{k} of {n}" for k, n in zip(t["successes"], t["seeds"])],
+                         "median updates to success": t["median_updates"].map(
+                             lambda x: "n/a" if not np.isfinite(x) else f"{x:.0f}"),
+                         "chosen": np.where(t["chosen"], "yes", "")})
+
+
 # ----------------------------------------------------------------------------- what the page glues
 
 
 def page_values(out: dict) -> dict:
     """Every value the chapter's prose pastes, by glue key (strings are Markdown)."""
+    from rnnbook.experiments.interface import ablation_table
+
     n, b, p, v = out["numbers"], out["budget"], out["params"], out["verdicts"]
-    scales = n["scales"]
+    levels = n["levels"]
     vals = {
         "ceiling": out["ceiling"]["test_acc"], "ceiling_epochs": out["ceiling"]["epochs"],
         "target_fraction": float(p["target_fraction"]), "target_acc": out["target_acc"],
         "config_list": "; ".join(f"**{lab}**" for lab in n["labels"]),
         "n_seeds": b["n_seeds"], "cap": b["max_updates"], "check_every": b["check_every"],
         "batch_used": b["batch_size"], "max_sequences": b["max_sequences"], "n_runs_lag": b["n_runs"],
-        "n_censored": b["n_censored"], "n_success": b["n_success"], "n_diverged_lag": b["n_diverged"],
-        "total_updates": b["total_updates"], "n_val_used": int(p["n_val"]), "n_test_used": int(p["n_test"]),
-        "lr_used": f"`{float(p['learning_rate']):g}`", "reach_share": REACH_SHARE,
+        "n_censored": b["n_censored"], "n_improving": b["n_improving"], "n_success": b["n_success"],
+        "n_diverged_lag": b["n_diverged"], "total_updates": b["total_updates"], "n_val_used": int(p["n_val"]),
+        "n_test_used": int(p["n_test"]), "reach_share": REACH_SHARE,
         "lag_list": ", ".join(str(int(x)) for x in p["lags"]),
-        "scale_list": ", ".join(f"{s:g}" for s in scales), "scale_max": scales[0], "scale_min": scales[-1],
+        "level_list": "; ".join(parse_interface(s).label for s in levels),
+        "baseline_label": parse_interface(BASELINE).label,
+        "tuning_rates": ", ".join(f"{float(x):g}" for x in p["tuning_learning_rates"]),
+        "tuning_seeds": ", ".join(str(int(s)) for s in p["tuning_seeds"]), "tuning_lag": int(p["tuning_lag"]),
+        "chosen_rates": "; ".join(f"{lab} {r:g}" for lab, r in out["rates"].items()),
         "saturation": SATURATION, "lag_max": n["lag_max"], "lag_min": n["lag_min"],
         "memo_lag": int(p["memo_lag"]), "memo_n_train": int(p["memo_n_train"]),
-        "stability_lag": int(p["stability_lag"]), "stability_scale": float(p["stability_scale"]),
-        "stability_cap": int(p["stability_max_updates"]),
+        "stability_lag": int(p["stability_lag"]), "stability_cap": int(p["stability_max_updates"]),
         "lr_list": ", ".join(f"{float(x):g}" for x in p["learning_rates"]),
         "clip_used": f"`global_clipnorm={float(p['clip_value']):g}`",
         "width_list": ", ".join(str(int(u)) for u in p["widths"]),
         "width_lr": f"`{float(p['width_learning_rate']):g}`",
+        "ablation_lag": int(p["ablation_lag"]), "ablation_n_seeds": len(p["ablation_seeds"]),
+        "rule_text": V.RULE_TEXT, "alpha": V.ALPHA, "improving_margin": V.IMPROVING_MARGIN,
+        "improving_checks": V.IMPROVING_CHECKS,
     }
-    for i, s in enumerate((scales[0], scales[-1])):
-        tag = ("big", "small")[i]
-        d = n["drive"].get(float(s), {})
+    for tag, level in (("base", BASELINE), ("he", "he")):
+        d = n["drive"].get(level, {})
         vals[f"drive_sat_{tag}"] = 100 * d.get("saturated_share", math.nan)
         vals[f"drive_ratio_{tag}"] = d.get("input_to_recurrent", math.nan)
         vals[f"drive_rms_{tag}"] = d.get("feature_rms", math.nan)
-        vals[f"success_{tag}"] = n["success_by_scale"][s]
+        vals[f"success_{tag}"] = n["success_by_level"].get(level, math.nan)
     for key, verdict in v.items():
-        vals[f"verdict_{key}"] = verdict_md(verdict)
-        vals[f"word_{key}"] = verdict[0]
+        vals[f"verdict_{key}"] = V.markdown(verdict)
+        vals[f"word_{key}"] = verdict.word
     memo = n["memo"]
     for lab, tag in ((f"fixed set of {int(p['memo_n_train'])}", "fixed"), ("fresh sequences", "fresh")):
         vals[f"memo_train_{tag}"] = memo.get(lab, {}).get("train", math.nan)
         vals[f"memo_val_{tag}"] = memo.get(lab, {}).get("val", math.nan)
-    vals["lr_fail_text"] = "; ".join(f"{lab}, {'no clipping' if mode == 'none' else 'clipped'}: {k} of {m}"
-                                     for (lab, mode), (k, m) in n["lr_fail"].items())
-    vals["width_fail_text"] = "; ".join(f"{lab} at {u} units: {k} of {m}"
-                                        for (lab, u), (k, m) in n["width_fail"].items())
+    vals["lr_fail_text"] = "; ".join(
+        f"{lab} at {lr:g}, {'no clipping' if mode == 'none' else 'clipped'}: {k} of {m} ({why})"
+        for (lab, mode, lr), (k, m, why) in n["lr_fail"].items())
+    vals["width_fail_text"] = "; ".join(f"{lab} at {u} units: {k} of {m} ({why})"
+                                        for (lab, u), (k, m, why) in n["width_fail"].items())
+    abl = ablation_table(out["ablation"])
+    vals["ablation_text"] = "; ".join(f"{r['interface']}: {r['successes']}" for _, r in abl.iterrows()) \
+        if "successes" in abl else ""
     return vals
 
 
 def figure_data(out: dict) -> dict:
     """The tidy data behind each figure and table of the chapter, by its key (one row per plotted
     point or per run), for the page's "Data" downloads."""
-    run_cols = ["label", "feature_scale", "lag", "seed", "outcome", "updates", "diverged", "test_acc_last_good"]
-    stab_cols = ["label", "learning_rate", "clip_mode", "clip_threshold", "units", "seed", "outcome", "updates",
-                 "diverged", "ever_above_chance"]
+    from rnnbook.experiments.interface import ablation_table
+
+    run_cols = ["label", "interface", "lag", "seed", "learning_rate", "outcome", "updates", "diverged",
+                "test_acc_last_good"]
+    stab = [relu_claims.with_failures(out[k]).assign(sweep=name) for k, name in (("lr", "learning rate"),
+                                                                                 ("width", "width"))]
+    stab_cols = ["sweep", "label", "learning_rate", "clip_mode", "clip_threshold", "units", "seed", "outcome",
+                 "updates", "diverged", "failure"]
     return {"tbl-interface-drive": out["drive"], "fig-interface-scale": out["table"], "tbl-reach": out["table"],
+            "tbl-learning-rates": out["tuning_table"], "tbl-interface-ablation": ablation_table(out["ablation"]),
+            "fig-time-to-success": km_curves(out["lag"]), "tbl-logrank": out["logrank"],
             "fig-updates-to-success": out["lag"][run_cols], "fig-memorisation": memo_curves(out["memo"]),
-            "fig-lr-stability": pd.concat([out["lr"].assign(sweep="learning rate"),
-                                           out["width"].assign(sweep="width")])[["sweep", *stab_cols]]}
+            "fig-lr-stability": pd.concat(stab)[stab_cols]}
 
 
 def all_runs(out: dict) -> pd.DataFrame:
     """Every run of the chapter, one row each, with the sweep it belongs to."""
-    return pd.concat([out[k].assign(sweep=k) for k in ("lag", "memo", "lr", "width")], ignore_index=True)
+    return pd.concat([out[k].assign(sweep=k) for k in ("tuning", "lag", "ablation", "memo", "lr", "width")],
+                     ignore_index=True)

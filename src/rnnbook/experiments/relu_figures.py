@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 
 from rnnbook.experiments.common import failed
+from rnnbook.experiments.interface import BASELINE
 
-def _scales(table) -> list[float]:
-    """The interface levels of a table, largest first."""
-    return sorted(table["feature_scale"].unique(), reverse=True)
+def _level_label(key: str) -> str:
+    from rnnbook.experiments.interface import parse_interface
+
+    return parse_interface(key).label
 
 
 def _close(fig):
@@ -28,11 +30,11 @@ def fig_interface_scale(table: pd.DataFrame, target_acc: float):
     from rnnbook import plots
 
     plots.set_style()
-    scales = _scales(table)
+    levels = list(dict.fromkeys(table["interface"]))
     labels = list(dict.fromkeys(table["label"]))
-    fig, axes = plt.subplots(1, len(scales), figsize=(3.3 * len(scales) + 1.8, 3.8), sharey=True, squeeze=False)
-    for ax, s in zip(axes[0], scales):
-        part = table[table["feature_scale"] == s]
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.3 * len(levels) + 1.8, 3.8), sharey=True, squeeze=False)
+    for ax, s in zip(axes[0], levels):
+        part = table[table["interface"] == s]
         for i, lab in enumerate(labels):
             d = part[part["label"] == lab].sort_values("lag")
             style = plots.config_style(lab) if hasattr(plots, "config_style") else {}
@@ -46,7 +48,7 @@ def fig_interface_scale(table: pd.DataFrame, target_acc: float):
         ax.set_xticklabels([str(int(v)) for v in lags])
         ax.minorticks_off()
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"features x {s:g}")
+        ax.set_title(_level_label(s) + (" (Keras default)" if s == BASELINE else ""), fontsize=9)
         ax.set_xlabel("time lag (frames; T = lag + 1)")
     axes[0][0].set_ylabel(f"share of seeds reaching val. acc. {target_acc:.2f}")
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
@@ -62,8 +64,7 @@ def fig_updates_to_success(runs: pd.DataFrame, cap: int):
     from rnnbook import plots
 
     plots.set_style()
-    d = runs.assign(interface=runs["feature_scale"].map(lambda s: f"x {s:g}"),
-                    status=np.where(runs["success"], "reached the criterion",
+    d = runs.assign(status=np.where(runs["success"], "reached the criterion",
                                     np.where(runs["diverged"], "diverged", "censored at the cap")))
     fig, ax = plt.subplots(figsize=(9.0, 4.0))
     sns.stripplot(data=d, x="label", y="updates", hue="status", dodge=True, jitter=0.25, size=4, ax=ax,
@@ -162,4 +163,55 @@ def fig_stability(lr: pd.DataFrame, width: pd.DataFrame):
     ax2.set_xticks(units)
     ax2.set_xticklabels([str(int(u)) for u in units])
     ax2.minorticks_off()
+    return _close(fig)
+
+
+def km_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Kaplan-Meier estimates (lifelines) of the share of runs that reached the criterion by each
+    update, per configuration, interface level and lag, with 95 % bands: a run that did not succeed
+    is censored at its last update (failed runs too: they stopped, they did not succeed)."""
+    import warnings
+
+    from lifelines import KaplanMeierFitter
+
+    warnings.filterwarnings("ignore", module="lifelines")  # its own pandas deprecation notices
+    rows = []
+    for (label, level, lag), part in runs.groupby(["label", "interface", "lag"], sort=False):
+        km = KaplanMeierFitter(alpha=0.05).fit(part["updates"].astype(float), part["success"].astype(bool))
+        surv, ci = km.survival_function_.iloc[:, 0], km.confidence_interval_
+        for t, s_, lo, hi in zip(surv.index, surv.values, ci.iloc[:, 0].values, ci.iloc[:, 1].values):
+            rows.append({"label": label, "interface": level, "lag": int(lag), "updates": float(t),
+                         "reached": 1.0 - float(s_), "lo": 1.0 - float(hi), "hi": 1.0 - float(lo),
+                         "runs": len(part)})
+    return pd.DataFrame(rows)
+
+
+def fig_time_to_success(curves: pd.DataFrame, cap: int):
+    """Kaplan-Meier curves: share of runs that reached the criterion against updates (steps, 95 %
+    bands), one panel per lag (rows) and interface level (columns), one line per configuration."""
+    import matplotlib.pyplot as plt
+
+    from rnnbook import plots
+
+    plots.set_style()
+    lags, levels = sorted(curves["lag"].unique()), list(dict.fromkeys(curves["interface"]))
+    fig, axes = plt.subplots(len(lags), len(levels), figsize=(3.2 * len(levels) + 2.2, 2.4 * len(lags) + 0.6),
+                             sharex=True, sharey=True, squeeze=False)
+    for i, lag in enumerate(lags):
+        for j, level in enumerate(levels):
+            ax = axes[i][j]
+            for label, d in curves[(curves["lag"] == lag) & (curves["interface"] == level)].groupby("label", sort=False):
+                color = plots.config_style(label)["color"]
+                ax.step(d["updates"], d["reached"], where="post", color=color, lw=1.5, label=label)
+                ax.fill_between(d["updates"], d["lo"], d["hi"], step="post", color=color, alpha=0.15, lw=0)
+            ax.axvline(cap, ls="--", lw=0.8, color="0.5")
+            ax.set_ylim(-0.03, 1.03)
+            if i == 0:
+                ax.set_title(_level_label(level) + (" (Keras default)" if level == BASELINE else ""), fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"lag {int(lag)}: share reached")
+            if i == len(lags) - 1:
+                ax.set_xlabel("updates")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.99, 0.95), fontsize=8)
     return _close(fig)
