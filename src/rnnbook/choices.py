@@ -16,6 +16,8 @@ ENCODER_INITS = ("glorot_uniform", "he_uniform")
 FEATURE_NORMS = ("none", "layer_norm")
 #: The LSTM's initial biases: Keras's (``unit_forget_bias=True``) or chrono (Tallec & Ollivier 2018).
 LSTM_BIAS_INITS = ("keras", "chrono")
+#: The keys of the gated configurations of the trained chapters (``lstm-chrono``: chrono LSTM biases).
+GATED_CONFIGS = ("gru", "lstm", "lstm-chrono")
 
 
 def check_choice(name: str, value, choices, error=ValueError) -> None:
