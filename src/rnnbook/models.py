@@ -398,11 +398,11 @@ def reinitialize(model: SequenceClassifier, seed: int, recurrent_initializer_nam
         variable.assign(value)
 
 
-def feature_rms(model: SequenceClassifier, images, limit: int = 256) -> float:
+def feature_rms(model, images, limit: int = 256) -> float:
     """Root mean square of the features entering the recurrent layer (after any LayerNorm and
     rescaling of the interface) on the first ``limit`` of ``images`` (a split's image bank);
-    NaN without images."""
+    NaN without images. ``model``: a :class:`SequenceClassifier` or its encoder."""
     if images is None or len(images) == 0:
         return float("nan")
-    feats = model.encoder(tf.constant(np.asarray(images[:limit], np.float32)), training=False)
+    feats = getattr(model, "encoder", model)(tf.constant(np.asarray(images[:limit], np.float32)), training=False)
     return float(tf.sqrt(tf.reduce_mean(tf.square(tf.cast(feats, tf.float64)))))
