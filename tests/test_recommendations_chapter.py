@@ -4,57 +4,90 @@ import math
 
 import pytest
 
+import pandas as pd
+
+from rnnbook import verdicts as V
 from rnnbook.experiments import clipping, recommendations as reco, relu
+from rnnbook.experiments.common import role_label
+from rnnbook.verdicts import Verdict
 
 
-def relu_result(verdicts, reach_as_is=math.nan, reach_small=20.0, success=(0.2, 0.8)):
-    scales = [1.0, 0.1]
-    return {"verdicts": verdicts,
-            "numbers": {"scales": scales, "scale_max": 1.0, "scale_min": 0.1,
-                        "success_by_scale": dict(zip(scales, success)),
-                        "best_simple_reach": {1.0: reach_as_is, 0.1: reach_small},
-                        "best_gated_reach": {1.0: 10.0, 0.1: 5.0}, "tanh_reach": {1.0: math.nan, 0.1: 20.0},
-                        "relu_reach": {1.0: math.nan, 0.1: 10.0}},
-            "budget": {"max_updates": 400, "n_seeds": 4, "n_runs": 240, "n_censored": 100},
+TANH, RELU = role_label("tanh"), role_label("relu")
+
+
+def relu_result(verdicts, reach_base=10.0, width_fail=()):
+    """Hand-made relu results: verdicts, reach at the Keras default, and runs of the width sweep
+    in which the configurations of ``width_fail`` (label, units) died at every seed."""
+    rows = []
+    for label in (TANH, RELU):
+        for units in (64, 1024):
+            dead = (label, units) in width_fail
+            rec = {"outcome": "censored" if dead else "success", "check_val_acc": [0.1] if dead else [0.9],
+                   "chance": 0.1, "config": {"n_val": 2000, "check_every": 1},
+                   "steps": {"max_abs_state": [0.0] if dead else [0.5], "rnn_grad_norm": [1.0]}}
+            rows += [{"label": label, "units": units, "record": rec, "interface": "keras"}] * 4
+    width = pd.DataFrame(rows)
+    empty = width.iloc[:0]
+    return {"verdicts": verdicts, "params": {"units": 1024},
+            "numbers": {"success_by_level": {"keras": 0.5, "he": 0.2},
+                        "best_simple_reach": {"keras": reach_base, "he": math.nan},
+                        "best_gated_reach": {"keras": 40.0, "he": 10.0}},
+            "lag": empty.assign(clip_mode=[]), "lr": empty.assign(clip_mode=[]), "width": width,
+            "budget": {"max_updates": 400, "n_seeds": 4, "n_runs": 240, "n_censored": 100, "n_improving": 3},
             "ceiling": {"test_acc": 0.97}, "target_acc": 0.87}
 
 
-ALL = {"relu_short": ("supported", "a"), "relu_memory": ("contradicted", "b"), "relu_unstable": ("supported", "c"),
-       "gated": ("not decided at this budget", "d"), "irnn": ("contradicted", "e"), "interface": ("supported", "f")}
+ALL = {"relu_short": Verdict(V.NO_DIFFERENCE, "a"), "relu_memory": Verdict(V.CONTRADICTED, "b"),
+       "relu_unstable": Verdict(V.SUPPORTED, "c"), "gated": Verdict(V.NOT_DECIDED, "d"),
+       "irnn": Verdict(V.CONTRADICTED, "e"), "interface": Verdict(V.SUPPORTED, "f")}
+CLIP = {"claim_clip": "supported", "claim_clip_why": "rescued", "claim_band": "not decided at this budget",
+        "claim_band_why": "censored", "advice_clip_mode": "use global", "advice_threshold": "1x"}
 
 
 def test_claim_verdicts_take_each_claim_from_its_chapter():
-    clip = {"claim_clip": "supported", "claim_clip_why": "rescued", "claim_band": "not decided at this budget",
-            "claim_band_why": "censored"}
-    v = reco.claim_verdicts(ALL, clip)
+    v = reco.claim_verdicts(ALL, CLIP)
     assert list(v) == list(reco.CLAIMS)
-    assert v["clip"] == ("supported", "rescued") and v["band"][0] == "not decided at this budget"
-    assert v["relu_memory"] == ("contradicted", "b")
+    assert v["clip"].word == V.SUPPORTED and v["clip"].why == "rescued" and v["band"].word == V.NOT_DECIDED
+    assert v["relu_memory"] == ALL["relu_memory"]
+    table = reco.claims_table(v)
+    assert list(table.columns) == ["claim", "verdict here", "rule applied and test", "why"]
 
 
-def test_headline_follows_the_verdicts():
+def test_headline_is_short_and_follows_the_verdicts():
+    v = reco.claim_verdicts(ALL, dict(CLIP, claim_clip="premise not met"))
+    text = reco.headline(relu_result(ALL), v)
+    assert text.startswith("Keep tanh") and "lags up to 10 frames" in text and "untested" in text
+    assert len(text.split()) <= 60
+    v2 = dict(v, relu_memory=Verdict(V.SUPPORTED, ""), gated=Verdict(V.SUPPORTED, ""),
+              clip=Verdict(V.SUPPORTED, ""), relu_unstable=Verdict(V.NO_DIFFERENCE, ""))
+    text2 = reco.headline(relu_result(ALL), v2)
+    assert "try it" in text2 and "lag of 10 frames, use an LSTM or GRU" in text2 and "Clip the global" in text2
+    unstable = dict(v2, relu_unstable=Verdict(V.SUPPORTED, ""))
+    assert reco.headline(relu_result(ALL), unstable).startswith("Keep tanh")  # never advise what failed more
+
+
+def test_every_advice_line_names_its_verdict_and_opens_what_is_not_supported():
+    v = reco.claim_verdicts(ALL, CLIP)
     r = relu_result(ALL)
-    v = reco.claim_verdicts(ALL, {"claim_clip": "contradicted", "claim_band": "supported"})
-    text = reco.headline(r, v)
-    assert text.startswith("Scale the CNN features down")
-    assert "x 0.1" in text and "no lag of the grid" in text and "lags up to 20 frames" in text
-    assert "remembered no further than tanh" in text and "did not prevent" in text
-    v2 = dict(v, interface=("contradicted", ""), relu_memory=("supported", ""), clip=("supported", ""))
-    text2 = reco.headline(r, v2)
-    assert "Scale" not in text2 and "remembered further than tanh" in text2.lower() and "kept SGD" in text2
+    a = reco.advice(r, CLIP, v, reco.measured_failures(r))
+    for key, line in a.items():
+        assert "Rests on:" in line, key
+    assert "Keep tanh" in a["advice_activation"]
+    assert "open here" in a["advice_lag"]  # gated not supported: no GRU/LSTM recommendation
+    assert "LSTM or GRU" not in a["advice_lag"]
 
 
-def test_advice_branches():
-    a = reco.advice(relu_result(ALL), {"advice_clip_mode": "use global", "advice_threshold": "1x"})
-    assert "Keep tanh" in a["advice_activation"] and "20 frames" in a["advice_lag"]
-    assert a["advice_clip_mode"] == "use global" and "Rescaling" not in a["advice_interface"]
-    none = reco.advice(relu_result(dict(ALL, relu_memory=("supported", "")), reach_small=math.nan), {})
-    assert "GRU or LSTM" in none["advice_lag"] and "worth a try" in none["advice_activation"]
-
-
-def test_best_scale_prefers_the_higher_success_rate():
-    assert reco.best_scale(relu_result(ALL, success=(0.2, 0.8))) == 0.1
-    assert reco.best_scale(relu_result(ALL, success=(0.9, 0.8))) == 1.0
+def test_no_advice_recommends_a_measured_failure():
+    # tanh with 1,024 units died at every seed of the width sweep: never advised at that width
+    r = relu_result(ALL, width_fail=[(TANH, 1024)])
+    failures = reco.measured_failures(r)
+    assert not reco.safe(TANH, 1024, failures) and reco.safe(TANH, 64, failures)
+    v = reco.claim_verdicts(ALL, CLIP)
+    a = reco.advice(r, CLIP, v, failures)
+    assert "Keep tanh" not in a["advice_activation"] and "failed" in a["advice_activation"]
+    res = {"relu": r, "verdicts": v, "failures": failures}
+    code = reco.keras_port(units=1024, n_features=512, res=res)["recommended_code"]
+    assert "SimpleRNN(1024)" not in code and "SimpleRNN(64)" in code
 
 
 @pytest.mark.parametrize("chapter", ["relu", "clipping"])
@@ -75,7 +108,7 @@ def test_quick_chapter_glues_the_claims_and_the_front_page(quick_book):
 
     doc = "chapters/recommendations"
     nb = quick_book.notebooks([doc])[doc]
-    values = assert_chapter_glue(nb, doc, ["fig-reco-map"])
+    values = assert_chapter_glue(nb, doc, ["fig-reco-map", "tbl-claims"])
     for key in reco.CLAIMS:
         assert f"claim_{key}" in values and f"front_claim_{key}" in values
     assert "front_headline" in values

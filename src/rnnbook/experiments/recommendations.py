@@ -145,7 +145,7 @@ def headline(r: dict, verdicts: dict) -> str:
         parts.append("Keep tanh: ReLU did not remember measurably further here.")
     reach = n["best_simple_reach"].get(BASELINE, math.nan)
     if v["gated"].word == V.SUPPORTED:
-        parts.append(f"Beyond {_lags(reach)}, use an LSTM or GRU." if np.isfinite(reach)
+        parts.append(f"Beyond a lag of {int(reach)} frames, use an LSTM or GRU." if np.isfinite(reach)
                      else "Use an LSTM or GRU for memory.")
     else:
         parts.append(f"A simple RNN on Keras-default features remembered {_lags(reach)}.")
