@@ -1,4 +1,5 @@
-"""The synthetic benchmarks: targets recomputed from the inputs, the 1/6 bar, fresh and reproducible batches."""
+"""The synthetic benchmarks: targets recomputed from the inputs, the adding target on Pascanu et al.'s scale (the mean)
+and its constant-prediction bar, fresh and reproducible batches."""
 import numpy as np
 import pytest
 
@@ -16,14 +17,14 @@ def decode_temporal_order(x, variant):
 
 
 @pytest.mark.parametrize("seq_len", [2, 7, 50])
-def test_adding_target_is_the_sum_of_the_two_marked_numbers(seq_len):
+def test_adding_target_is_the_mean_of_the_two_marked_numbers(seq_len):
     x, y = SyntheticTask("adding", seq_len).batch(seed=3, index=0, batch_size=500)
     assert x.shape == (500, seq_len, 2) and x.dtype == np.float32 and y.dtype == np.float32
     values, marks = x[..., 0].astype(np.float64), x[..., 1]
     assert set(np.unique(marks)) <= {0.0, 1.0}
     half = seq_len // 2
     assert (marks[:, :half].sum(1) == 1).all() and (marks[:, half:].sum(1) == 1).all()
-    np.testing.assert_allclose(y, (values * marks).sum(1), rtol=1e-6)
+    np.testing.assert_allclose(y, (values * marks).sum(1) / 2, rtol=1e-6)  # Pascanu et al.'s addition.py
     assert values.min() >= 0.0 and values.max() < 1.0
 
 
@@ -36,23 +37,52 @@ def test_adding_marks_cover_each_half_uniformly():
         assert counts.min() / counts.max() > 0.9  # 4,000 expected per position
 
 
-def test_always_predicting_one_scores_one_sixth():
+def test_always_predicting_the_expected_target_scores_one_twentyfourth():
     n = 20_000
     _, y = SyntheticTask("adding", 100).held_out(seed=1, n=n)
-    # (S - 1)^2 with S the sum of two uniforms has variance 1/15 - 1/36 = 7/180: allow 5 standard errors
-    tolerance = 5 * np.sqrt(7 / 180 / n)
-    assert abs(synthetic.always_one_mse(y) - 1 / 6) < tolerance
-    assert synthetic.ADDING_BASELINE_MSE == pytest.approx(1 / 6)
+    # (Y - 1/2)^2 for the mean Y of two uniforms has variance 1/240 - 1/576 (the sum's 7/180 over 16)
+    assert synthetic.ADDING_BASELINE_SD == pytest.approx(np.sqrt(7 / 180) / 4)
+    tolerance = 5 * synthetic.ADDING_BASELINE_SD / np.sqrt(n)
+    assert abs(synthetic.constant_mse(y) - 1 / 24) < tolerance
+    assert synthetic.ADDING_BASELINE_MSE == pytest.approx(1 / 24) and synthetic.ADDING_CONSTANT == 0.5
+    # on the sum scale (Le et al.'s target) the same predictor is "always 1" with MSE 1/6 = 0.167
+    assert synthetic.constant_mse(2 * y, 1.0) == pytest.approx(4 * synthetic.constant_mse(y))
+    assert synthetic.adding_deviation_moment(2, synthetic.ADDING_SUM_SCALE) == pytest.approx(1 / 6)
+    with pytest.raises(SyntheticError, match="even integer"):
+        synthetic.adding_deviation_moment(3)
 
 
-def test_always_predicting_one_is_right_for_the_stated_share_of_sequences():
+def test_adding_moments_match_a_numerical_integral():
+    d = np.linspace(-0.5, 0.5, 200_001)
+    density = 2 - 4 * np.abs(d)  # the mean of two uniforms, centred: triangular on [-1/2, 1/2]
+    for k in (0, 2, 4, 6):
+        assert np.trapezoid(d ** k * density, d) == pytest.approx(synthetic.adding_deviation_moment(k), rel=1e-6)
+
+
+def test_always_predicting_the_expected_target_is_right_for_the_stated_share_of_sequences():
     n = 20_000
     _, y = SyntheticTask("adding", 50).held_out(seed=2, n=n)
-    share = 1 - synthetic.adding_error_rate(np.ones(n), y)
+    share = 1 - synthetic.adding_error_rate(np.full(n, 0.5), y)
     p = synthetic.ADDING_BASELINE_ACCURACY
-    assert p == pytest.approx(0.36)  # 1 - 0.8^2: |S - 1| <= 0.2 under the triangular density of S
+    assert p == pytest.approx(0.64)  # 1 - 0.6^2: |Y - 1/2| <= 0.2 under the triangular density of the mean Y
     assert abs(share - p) < 5 * np.sqrt(p * (1 - p) / n)
     assert SyntheticTask("adding", 50).chance == p
+
+
+@pytest.mark.parametrize("error, wrong", [(0.0, False), (0.09, False), (0.11, False), (0.19, False), (0.21, True),
+                                          (0.4, True)])
+def test_criterion_is_on_the_mean_scale_four_times_looser_than_on_the_sum(error, wrong):
+    """A known prediction gives the known error share: an error of e on the mean is 2 e on the sum,
+    so the 0.04 rule accepts |e| <= 0.2 on the mean scale (|2 e| <= 0.4 on the sum), where the same
+    rule applied to the sum (the book's earlier bar) accepted only |e| <= 0.1 on the mean."""
+    _, y = SyntheticTask("adding", 20).batch(seed=0, index=0, batch_size=1000)
+    y = y.astype(np.float64)
+    assert synthetic.adding_error_rate(y + error, y) == float(wrong)
+    assert synthetic.adding_error_rate(y - error, y) == float(wrong)
+    on_the_sum = synthetic.adding_error_rate(2 * (y + error), 2 * y)
+    assert on_the_sum == float(2 * error > 0.2)  # 0.11 passes on the mean scale, fails on the sum
+    half = np.where(np.arange(len(y)) % 2 == 0, y, y + 0.3)  # half right, half wrong by 0.3
+    assert synthetic.adding_error_rate(half, y) == pytest.approx(0.5)
 
 
 def test_adding_error_rate_counts_squared_errors_above_the_cutoff_and_nan_as_wrong():
@@ -123,7 +153,7 @@ def test_task_shapes_and_baselines():
     adding, order = SyntheticTask("adding", 5), SyntheticTask("temporal_order", 50, "hochreiter1997")
     assert (adding.n_features, adding.n_outputs, adding.is_regression) == (2, 1, True)
     assert (order.n_features, order.n_outputs, order.is_regression) == (8, 4, False)
-    assert order.baseline == 0.25 and adding.baseline == pytest.approx(1 / 6)
+    assert order.baseline == 0.25 and adding.baseline == pytest.approx(1 / 24)
     assert (adding.num_classes, order.num_classes, order.chance) == (1, 4, 0.25)
 
 
