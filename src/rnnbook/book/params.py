@@ -261,9 +261,9 @@ REGISTRY: dict[str, Param] = _registry(
     # chapters/reproductions: the adding problem and the temporal-order task (rnnbook.synthetic)
     Param("repro_seeds", list[int], "reproductions chapter: random seeds, one run each per configuration and T", non_negative),
     Param("repro_adding_lens", list[int], "reproductions chapter: sequence lengths T of the adding problem", at_least(2)),
-    Param("repro_adding_configs", list[str], "reproductions chapter: recurrent configurations trained on the adding problem (SGD + clipping)", rnn_config),
+    Param("repro_adding_configs", list[str], "reproductions chapter: recurrent configurations trained on the adding problem (SGD + clipping; tanh-normal: Pascanu et al.'s basic tanh)", rnn_config),
     Param("repro_order_lens", list[int], "reproductions chapter: sequence lengths T of the temporal-order task", at_least(10)),
-    Param("repro_order_configs", list[str], "reproductions chapter: temporal order, configurations trained with SGD + clipping besides tanh with and without clipping", rnn_config),
+    Param("repro_order_configs", list[str], "reproductions chapter: temporal order, configurations trained with SGD + clipping besides Pascanu et al.'s basic tanh (tanh-normal) with and without clipping", rnn_config),
     Param("repro_units", int, "reproductions chapter: hidden units of the recurrent layer", positive),
     Param("repro_batch_size", int, "reproductions chapter: fresh sequences per update", positive),
     Param("repro_learning_rate", float, "reproductions chapter: SGD learning rate (no momentum)", positive),
