@@ -15,23 +15,48 @@ the chapters glue for readers, in every build (``rnnbook build`` and plain ``jup
       ```{cff-bibtex} ../CITATION.cff
       ```
 
+- the published base URL (``html.baseurl`` in ``_config.yml``; the environment variable
+  ``RNNBOOK_BASE_URL`` overrides it, and set empty it turns it off) makes the canonical and
+  OpenGraph URLs and every "Cite this figure" address absolute;
+- the ``rnnbook-pdf`` directive links the book's PDF (:mod:`rnnbook.book.pdf`): the copy beside
+  the site when the build made one (``rnnbook build --pdf``), else the published one;
+- in the single-page build the PDF is printed from, each part of the page keeps the addresses
+  of the page it came from (tokens, links to published files).
+
 The files travel in myst-nb's glue data (``<docname>.glue.json`` in its output folder).
 """
 from __future__ import annotations
 
 import base64
 import json
+import os
 import posixpath
 import re
 from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
+from sphinx import addnodes
 
 from rnnbook.book import citation
 from rnnbook.book.figures import ALT_MIME, ALT_PREFIX, DOC_TOKEN, FILE_MIME, FILE_PREFIX, PAGE_TOKEN
 
 BIB_FILE = "rnnbook.bib"
+#: Overrides ``html.baseurl`` of ``_config.yml`` (set empty: no base URL, relative addresses).
+BASE_URL_ENV = "RNNBOOK_BASE_URL"
+
+
+def base_url(configured: str | None, environ=None) -> str:
+    """The address the book is published at, ending in ``/`` (``""``: none): ``RNNBOOK_BASE_URL``
+    when it is set, else ``configured`` (``html.baseurl``)."""
+    environ = os.environ if environ is None else environ
+    url = str(environ.get(BASE_URL_ENV, configured or "")).strip()
+    return url.rstrip("/") + "/" if url else ""
+
+
+def absolute_cite(text: str, base: str) -> str:
+    """``text`` with the page address of a "Cite this figure" line made absolute under ``base``."""
+    return text.replace(f" {DOC_TOKEN}.html#", f" {base}{DOC_TOKEN}.html#") if base else text
 
 
 def fill_tokens(text: str, docname: str) -> str:
@@ -74,21 +99,46 @@ def first_sentence(text: str) -> str:
     return text
 
 
+def _doc_of(node, default: str) -> str:
+    """The page ``node`` came from: ``default``, except in the single-page build, where every
+    page's part sits under a ``start_of_file`` node naming it."""
+    while node is not None:
+        if isinstance(node, addnodes.start_of_file):
+            return node["docname"]
+        node = node.parent
+    return default
+
+
+_RELATIVE_HREF = re.compile(r'(href=")(?![a-zA-Z][a-zA-Z0-9+.-]*:|#|/)([^"]+)(")')
+
+
 def on_doctree_resolved(app, doctree, docname: str) -> None:
-    """Fill the page tokens and give every figure image an alt text."""
+    """Fill the page tokens (cite lines absolute under the base URL), give every figure image an
+    alt text, and, in the single-page build, make links to published files relative to its root."""
+    base = app.config.html_baseurl
     for node in list(doctree.findall(nodes.Text)):
         text = str(node)
         if DOC_TOKEN in text or PAGE_TOKEN in text:
-            node.parent.replace(node, nodes.Text(fill_tokens(text, docname)))
+            node.parent.replace(node, nodes.Text(fill_tokens(absolute_cite(text, base), _doc_of(node, docname))))
     for node in doctree.findall(nodes.reference):
         if DOC_TOKEN in node.get("refuri", "") or PAGE_TOKEN in node.get("refuri", ""):
-            node["refuri"] = fill_tokens(node["refuri"], docname)
-    alts = {key[len(ALT_PREFIX):]: value["data"][ALT_MIME]["alt"]
-            for key, value in glue_data(app, docname).items()
-            if key.startswith(ALT_PREFIX) and ALT_MIME in value.get("data", {})}
+            node["refuri"] = fill_tokens(node["refuri"], _doc_of(node, docname))
+    if app.builder.name == "singlehtml":
+        for node in list(doctree.findall(nodes.raw)):
+            doc = _doc_of(node, docname)
+            if node.get("format") == "html" and "/" in doc and _RELATIVE_HREF.search(node.astext()):
+                text = _RELATIVE_HREF.sub(lambda m: m[1] + posixpath.normpath(
+                    posixpath.join(posixpath.dirname(doc), m[2])) + m[3], node.astext())
+                node.replace_self(nodes.raw("", text, format="html"))
+    alts: dict[str, dict] = {}
     for figure in doctree.findall(nodes.figure):
+        doc = _doc_of(figure, docname)
+        if doc not in alts:
+            alts[doc] = {key[len(ALT_PREFIX):]: value["data"][ALT_MIME]["alt"]
+                         for key, value in glue_data(app, doc).items()
+                         if key.startswith(ALT_PREFIX) and ALT_MIME in value.get("data", {})}
         caption = next(iter(figure.findall(nodes.caption)), None)
-        alt = next((alts[i] for i in figure["ids"] if i in alts), None) or \
+        alt = next((alts[doc][i] for i in figure["ids"] if i in alts[doc]), None) or \
             (first_sentence(caption.astext()) if caption is not None else None)
         for image in figure.findall(nodes.image):
             if alt and not image.get("alt"):
@@ -113,16 +163,16 @@ def on_build_finished(app, exception) -> None:
 
 
 def on_config_inited(app, config) -> None:
-    """OpenGraph defaults from the book's own settings: the site name is the book's title, and
-    ``RNNBOOK_SITE_URL`` (the address the site is served from) makes its URLs absolute."""
-    import os
-
+    """OpenGraph defaults from the book's own settings: the site name is the book's title, and the
+    published base URL (``html.baseurl``, or ``RNNBOOK_BASE_URL``: :func:`base_url`) makes the
+    canonical and OpenGraph URLs absolute."""
     if "ogp_site_name" in config and not config.ogp_site_name:
         config.ogp_site_name = config.html_title or config.project
     if "ogp_image_alt" in config and not config.ogp_image_alt:
         config.ogp_image_alt = f"The headline figure of {config.html_title or config.project}"
-    if "ogp_site_url" in config and not config.ogp_site_url and os.environ.get("RNNBOOK_SITE_URL"):
-        config.ogp_site_url = os.environ["RNNBOOK_SITE_URL"].rstrip("/") + "/"
+    config.html_baseurl = base_url(config.html_baseurl)
+    if "ogp_site_url" in config:
+        config.ogp_site_url = config.html_baseurl
 
 
 _OG_IMAGE = re.compile(r'(<meta property="og:image" content=")([^":]+)(")')
@@ -184,7 +234,38 @@ class CffBibtex(Directive):
         return [block, link]
 
 
+class PdfLink(Directive):
+    """``{rnnbook-pdf}``: a paragraph linking the book's PDF: the copy beside the site when the
+    build made one (``rnnbook_pdf`` in the Sphinx config, set by ``rnnbook build --pdf``), else the
+    published one (under the base URL), else how to make it."""
+
+    def run(self):
+        from rnnbook.book.pdf import pdf_name
+
+        env = self.state.document.settings.env
+        env.note_reread()  # what it says depends on the build (--pdf, the base URL), not on the page
+        local, base, name = env.config.rnnbook_pdf, env.config.html_baseurl, pdf_name()
+        para = nodes.paragraph()
+        if local:
+            href = posixpath.relpath(local, posixpath.dirname(env.docname) or ".")
+            para += nodes.Text("The whole book is one PDF: ")
+            para += nodes.raw("", f'<a class="reference download rnnbook-pdf" href="{href}">{local}</a>',
+                              format="html")
+            para += nodes.Text(" (title page with version, commit, date and preset; figures and tables "
+                               "numbered as on this site; the bibliography).")
+        else:
+            para += nodes.Text("This build made no PDF: ")
+            para += nodes.literal("rnnbook build --pdf", "rnnbook build --pdf")
+            para += nodes.Text(f" writes the whole book as _build/pdf/{name} and puts it beside these pages")
+            if base:
+                para += nodes.Text("; the published book's is ")
+                para += nodes.reference(base + name, base + name, refuri=base + name)
+            para += nodes.Text(".")
+        return [para]
+
+
 def setup(app):
+    app.add_config_value("rnnbook_pdf", "", "html")
     app.connect("config-inited", on_config_inited, priority=900)
     app.connect("doctree-resolved", on_doctree_resolved)
     app.connect("build-finished", on_build_finished)
@@ -192,4 +273,5 @@ def setup(app):
     app.connect("env-purge-doc", on_env_purge_doc)
     app.connect("env-merge-info", on_env_merge_info)
     app.add_directive("cff-bibtex", CffBibtex)
+    app.add_directive("rnnbook-pdf", PdfLink)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
