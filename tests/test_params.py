@@ -1,6 +1,8 @@
 """Parameters: parsing as data, validation of every bad-input case, the registry."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -220,10 +222,16 @@ def test_cli_rejects_bad_yaml_file(toy_book, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- rules every value and every chapter obey
-@pytest.mark.parametrize("name", sorted(n for n, p in REGISTRY.items() if p.type_name.startswith("list[")))
+@pytest.mark.parametrize("name", sorted(n for n, p in REGISTRY.items() if p.type_name.startswith("list[")
+                                         and params.MAY_BE_EMPTY not in p.validators))
 def test_no_list_parameter_may_be_empty(name):
     with pytest.raises(ParamError, match=rf"parameter '{name}'.*value \[\] is not allowed: must be non-empty"):
         params.validate({name: []})
+
+
+def test_only_lists_that_mean_none_when_empty_may_be_empty():
+    assert [n for n, p in REGISTRY.items() if params.MAY_BE_EMPTY in p.validators] == ["top_up_seeds"]
+    assert params.validate({"top_up_seeds": []})["top_up_seeds"] == []
 
 
 @pytest.mark.parametrize("name, value, what", [
@@ -265,16 +273,55 @@ def test_check_chapter_accepts(values):
     ({"task": "recall", "seq_len": 20, "lag": 20},
      r"ch: parameter 'lag' value 20 is not allowed: must be between 0 and 19 \(the recall task needs lag < seq_len = 20\)"),
     ({"seq_len": 5, "lag": 7}, r"between 0 and 4"),  # recall is the default task
-    ({"units": 10**8, "batch_size": 64, "seq_len": 20}, r"units=100000000 \(units\) x batch=64 \(batch_size\) x T=20"),
+    ({"units": 10**8, "batch_size": 64, "seq_len": 20},
+     r"ch: parameter 'units' value 100000000 is too large: the chapter's largest run "
+     r"\(units=100000000 \(units\), batch=64 \(batch_size\), T=20 \(seq_len\)\)"),
     # the width sweep's largest width, the probe batch and the longest lag count
     ({"units": 8, "widths": [8, 2**14], "n_probe": 256, "seq_len": 5, "lags": [2, 99]},
-     r"units=16384 \(max\(widths\)\) x batch=256 \(n_probe\) x T=100 \(max\(lags\) \+ 1\)"),
+     r"parameter 'widths' value 16384 is too large: .*\(units=16384 \(max\(widths\)\), "
+     r"batch=256 \(n_probe\), T=100 \(max\(lags\) \+ 1\)\)"),
+    # held data: every sequence count adds up
+    ({"units": 8, "seq_len": 20, "n_train": 10, "n_val": 10**9, "n_test": 5},
+     r"parameter 'n_val' value 1000000000 is too large: .*held sequences=1000000015 \(n_train \+ n_val \+ n_test\)"),
+    # a lag is named as a lag (T - 1)
+    ({"units": 8, "batch_size": 8, "memo_lag": 10**9}, r"parameter 'memo_lag' value 1000000000 is too large"),
 ])
 def test_check_chapter_refuses(values, message):
     with pytest.raises(ParamError, match=message) as err:
         cross_checks.check_chapter(values, "ch", budget=2**30)
-    if "units" in values:
-        assert "GiB" in str(err.value) and "lower units/widths" in str(err.value)
+    if "too large" in message:
+        assert "GiB" in str(err.value) and "can be at most" in str(err.value)
+
+
+@pytest.mark.parametrize("values, name", [
+    ({"units": 10**6, "batch_size": 64, "seq_len": 20}, "units"),
+    ({"units": 64, "batch_size": 10**7, "seq_len": 20}, "batch_size"),
+    ({"units": 64, "batch_size": 64, "seq_len": 10**7}, "seq_len"),
+    ({"units": 64, "seq_len": 20, "n_train": 10**8, "n_val": 100}, "n_train"),
+])
+def test_the_limit_named_is_the_largest_value_that_fits(values, name):
+    """The limit in the message fits and one more does not (with the other sizes as they are)."""
+    budget = 2**30
+    with pytest.raises(ParamError) as err:
+        cross_checks.check_memory(values, "ch", budget=budget)
+    limit = int(re.search(rf"'{name}' can be at most (\d+)", str(err.value)).group(1))
+    assert 0 < limit < values[name]
+    cross_checks.check_memory({**values, name: limit}, budget=budget)
+    with pytest.raises(ParamError):
+        cross_checks.check_memory({**values, name: limit + 2}, budget=budget)
+
+
+def test_every_size_parameter_counts_in_the_memory_check():
+    """A registered parameter that sizes a run (units, widths, batches, lengths, lags, sequence counts)
+    says which size it is; counts of updates, epochs and seeds do not."""
+    sizing = re.compile(r"^(n_[a-z]+|(\w+_)?units|widths|(\w+_)?batch_size|seq_len|\w+_lens|(\w+_)?lags?)$|_n_(train|val|test)$")
+    for name, param in REGISTRY.items():
+        if sizing.search(name):
+            assert param.size in params.SIZES, f"{name} is a size: give it size= in the registry"
+        else:
+            assert param.size is None, f"{name} is not a size of a run"
+    with pytest.raises(ValueError, match="size='bytes' is not one of"):
+        Param("x", int, "x", size="bytes")
 
 
 def test_memory_budget_is_this_machines_memory():
@@ -289,7 +336,10 @@ def test_memory_budget_is_this_machines_memory():
     ("widths=[]", "parameter 'widths' (from -p): value [] is not allowed: must be non-empty"),
     ("learning_rate=1e999", "parameter 'learning_rate' (from -p): value inf is not allowed: must be a finite number"),
     ("lag=20", "chapters/task_and_model: parameter 'lag' value 20 is not allowed: must be between 0 and 19"),
-    ("units=100000000", "chapters/task_and_model: units=100000000"),
+    ("units=100000000", "chapters/task_and_model: parameter 'units' value 100000000 is too large"),
+    ("n_val=1e9", "chapters/task_and_model: parameter 'n_val' value 1000000000 is too large"),
+    ("repro_units=100000000", "chapters/reproductions: parameter 'repro_units' value 100000000 is too large"),
+    ("repro_batch_size=1e9", "chapters/reproductions: parameter 'repro_batch_size' value 1000000000 is too large"),
 ])
 def test_cli_refuses_bad_combinations_before_any_chapter_runs(repo_root, tmp_path, override, message, capsys):
     build_dir = tmp_path / "_build"

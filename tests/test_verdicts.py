@@ -145,3 +145,9 @@ def test_logrank_separates_fast_from_never():
     p = V.logrank_p([100] * 8, [True] * 8, [1000] * 8, [False] * 8)
     assert p < 0.001
     assert math.isnan(V.logrank_p([10], [False], [10], [False]))
+
+
+def test_a_compact_record_is_dead_by_its_last_interval():
+    rec = {"config": {"check_every": 25}, "check_max_abs_state_max": [0.5, 0.0], "check_rnn_grad_norm_max": [1.0, 0.0]}
+    assert V.is_dead(rec)
+    assert not V.is_dead(dict(rec, check_max_abs_state_max=[0.5, 0.2], check_rnn_grad_norm_max=[1.0, 0.1]))

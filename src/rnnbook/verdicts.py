@@ -57,6 +57,11 @@ VERDICTS = (SUPPORTED, CONTRADICTED, NO_DIFFERENCE, NOT_DECIDED, PREMISE_NOT_MET
 #: :data:`IMPROVING_CHECKS` checks beats the best before them by at least this much.
 IMPROVING_MARGIN = 0.02
 IMPROVING_CHECKS = 3
+#: A run *explodes* (:func:`exploded`) when it diverges or when some update's gradient norm is at
+#: least this many times the median norm of the updates before it (:func:`spike_ratio`), counted
+#: from update :data:`SPIKE_WARMUP` on.
+SPIKE_FACTOR = 10.0
+SPIKE_WARMUP = 5
 #: The failure reasons of :func:`failure_reason`.
 FAILURES = ("diverged", "dead", "never above chance")
 #: The rule as the chapters print it (one sentence per step of the module docstring).
@@ -179,6 +184,8 @@ def is_dead(record: dict) -> bool:
     window = max(int((record.get("config") or {}).get("check_every") or 1), 1)
     for key in ("max_abs_state", "rnn_grad_norm"):
         tail = np.asarray((steps.get(key) or [])[-window:], float)
+        if not tail.size:  # a compact record (rnnbook.reference): the last interval's maximum
+            tail = np.asarray((record.get(f"check_{key}_max") or [])[-1:], float)
         if tail.size and np.all(tail == 0.0):
             return True
     return False
@@ -202,6 +209,49 @@ def failure_reason(record: dict) -> str | None:
     if record.get("outcome") != "success" and not above_chance(record):
         return "never above chance"
     return None
+
+
+def spike_ratio(norms, warmup: int = SPIKE_WARMUP) -> float:
+    """The run's largest gradient-norm spike: the largest ratio of an update's global gradient norm
+    to the median of the norms of the updates before it, from update ``warmup`` on (so at least
+    ``warmup`` norms make the median). Against the median *before* the update, a run whose
+    gradient collapses (a dead ReLU network) does not count its first updates as a spike. Inf at
+    a non-finite norm; NaN for a run too short to measure.
+
+    Example:
+        >>> spike_ratio([1.0, 1.2, 0.8, 1.0, 0.9, 1.1, 12.0, 1.0])
+        12.0
+        >>> round(spike_ratio([1.0, 0.9, 0.8, 0.1, 0.05, 0.01, 0.01]), 3)  # a collapse is no spike
+        0.022
+    """
+    import heapq
+
+    low, high, best = [], [], math.nan  # max-heap (negated) and min-heap of the norms so far
+    for i, g in enumerate(float(x) for x in norms):
+        if not math.isfinite(g):
+            return math.inf
+        if i >= warmup:
+            median = -low[0] if len(low) > len(high) else (high[0] - low[0]) / 2
+            ratio = g / median if median > 0 else (math.inf if g > 0 else 1.0)
+            best = ratio if not best >= ratio else best
+        heapq.heappush(low, -g)
+        heapq.heappush(high, -heapq.heappop(low))
+        if len(high) > len(low):
+            heapq.heappush(low, -heapq.heappop(high))
+    return best
+
+
+def exploded(record: dict, factor: float = SPIKE_FACTOR) -> bool:
+    """True when the run diverged (:func:`failure_reason`) or its gradient norm spiked to at least
+    ``factor`` times the median before it (:func:`spike_ratio` of ``steps.grad_norm``).
+
+    Example:
+        >>> exploded({"outcome": "censored", "steps": {"grad_norm": [1.0] * 6 + [10.0]}})
+        True
+    """
+    if record.get("failed") or record.get("diverged") or record.get("outcome") == "diverged":
+        return True
+    return spike_ratio((record.get("steps") or {}).get("grad_norm") or []) >= factor
 
 
 # ----------------------------------------------------------------------------- the rule

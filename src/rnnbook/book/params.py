@@ -12,9 +12,10 @@ number of validators.  For a ``list[X]`` parameter every element is checked
 with the validators; ``None`` is never passed to a validator. Two rules hold for every
 parameter without being listed: a list is never empty and a float is finite.
 
-Rules that tie parameters together (``lag`` below ``seq_len``, a memory bound on
-``units`` x ``batch_size`` x ``seq_len``) are checked per chapter by
-:func:`rnnbook.book.cross_checks.check_chapter`, on the values the chapter will run with.
+A parameter that sizes a run's memory says which size it is (``size=UNITS``, ``BATCH``,
+``FRAMES``, ``LAG`` or ``SEQUENCES``). Rules that tie parameters together (``lag`` below
+``seq_len``, the memory of a chapter's largest run, from its sized parameters) are checked per
+chapter by :func:`rnnbook.book.cross_checks.check_chapter`, on the values the chapter will run with.
 
 Parameter text from the command line or YAML files is parsed as *data*
 (``ast.literal_eval`` / ``yaml.safe_load``), never executed.
@@ -70,6 +71,8 @@ class Check:
 positive = Check(lambda v: v > 0, "> 0")
 non_negative = Check(lambda v: v >= 0, ">= 0")
 non_empty = Check(lambda v: len(v) > 0, "non-empty")
+#: Listed among a list parameter's validators, it lets the list be empty (``[]`` means "none").
+MAY_BE_EMPTY = Check(lambda v: True, "anything")
 finite = Check(lambda v: math.isfinite(v), "a finite number")
 
 
@@ -146,14 +149,25 @@ def rnn_config(value: Any) -> None:
 # --------------------------------------------------------------------------
 # The registry
 # --------------------------------------------------------------------------
+#: The sizes of a run that a parameter can give, for the memory check of a chapter
+#: (:func:`rnnbook.book.cross_checks.check_chapter`): hidden units, sequences per step, frames
+#: per sequence, a recall lag (lag + 1 frames), sequences held in memory (data sets).
+SIZES = UNITS, BATCH, FRAMES, LAG, SEQUENCES = ("units", "batch", "frames", "lag", "sequences")
+
+
 @dataclass(frozen=True, init=False)
 class Param:
     name: str
     type: Any
     description: str
     validators: tuple = field(default=())
+    size: str | None = None  # one of SIZES when the parameter sizes a run's memory
 
-    def __init__(self, name: str, type: Any, description: str, *validators: Callable[[Any], None]):
+    def __init__(self, name: str, type: Any, description: str, *validators: Callable[[Any], None],
+                 size: str | None = None):
+        if size not in (None, *SIZES):
+            raise ValueError(f"parameter {name!r}: size={size!r} is not one of {', '.join(SIZES)}")
+        object.__setattr__(self, "size", size)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "type", type)
         object.__setattr__(self, "description", description)
@@ -172,7 +186,7 @@ class Param:
         except TypeError as exc:
             raise ParamError(f"{where}: {exc}; expected {self.type_name} ({self.description})") from None
         items = value if isinstance(value, list) else [value]
-        if isinstance(value, list):
+        if isinstance(value, list) and MAY_BE_EMPTY not in self.validators:
             _apply(non_empty, value, f"{where}: value []", self.description)
         for item in items:
             if item is None:
@@ -181,7 +195,8 @@ class Param:
             if isinstance(item, float):
                 _apply(finite, item, f"{where}: {what}", self.description)
             for validate in self.validators:
-                _apply(validate, item, f"{where}: {what}", self.description)
+                if validate is not MAY_BE_EMPTY:
+                    _apply(validate, item, f"{where}: {what}", self.description)
         return value
 
 
@@ -206,73 +221,78 @@ def _registry(*params: Param) -> dict[str, Param]:
 REGISTRY: dict[str, Param] = _registry(
     # the task and the data
     Param("task", str, "which sequence task: recall or count", one_of(*TASKS)),
-    Param("seq_len", int, "frames per sequence", positive),
-    Param("lag", int | None, "recall task: steps before the end of the frame to recall (None: task default)", non_negative),
-    Param("n_train", int, "training sequences", positive),
-    Param("n_val", int, "validation sequences", positive),
-    Param("n_test", int, "test sequences", positive),
-    Param("n_examples", int, "example sequences shown in figures", positive),
+    Param("seq_len", int, "frames per sequence", positive, size=FRAMES),
+    Param("lag", int | None, "recall task: steps before the end of the frame to recall (None: task default)", non_negative, size=LAG),
+    Param("n_train", int, "training sequences", positive, size=SEQUENCES),
+    Param("n_val", int, "validation sequences", positive, size=SEQUENCES),
+    Param("n_test", int, "test sequences", positive, size=SEQUENCES),
+    Param("n_examples", int, "example sequences shown in figures", positive, size=SEQUENCES),
     # the model
-    Param("units", int, "hidden units of the recurrent layer", positive),
+    Param("units", int, "hidden units of the recurrent layer", positive, size=UNITS),
     Param("activation", str, "activation of the SimpleRNN cell", keras_activation),
     Param("activations", list[str], "activations of the SimpleRNN cell to compare", keras_activation),
     Param("recurrent_gains", list[float], "gains of the recurrent initialiser to compare", positive),
     Param("recurrent_initializer", str, "recurrent initialiser of the SimpleRNN", recurrent_init),
     Param("recurrent_initializers", list[str], "recurrent initialisers of the SimpleRNN to compare", recurrent_init),
     Param("input_scales", list[float], "factors multiplying the CNN features fed to the RNN (1: as they are)", positive),
-    Param("n_probe", int, "held-out sequences the state and gradient measurements run on", positive),
+    Param("n_probe", int, "held-out sequences the state and gradient measurements run on", positive, size=BATCH),
     Param("train_gains", list[float], "recurrent gains of the configurations trained briefly", positive),
     Param("rnn_configs", list[str], "recurrent configurations trained and compared: activation-initializer, gru or lstm", rnn_config),
-    Param("lags", list[int], "recall task: time lags to sweep (frames between the digit and the answer; T = lag + 1)", at_least(1)),
-    Param("widths", list[int], "numbers of hidden units of the width sweep", positive),
+    Param("lags", list[int], "recall task: time lags to sweep (frames between the digit and the answer; T = lag + 1)", at_least(1), size=LAG),
+    Param("widths", list[int], "numbers of hidden units of the width sweep", positive, size=UNITS),
     Param("interfaces", list[str], "CNN-to-RNN interface levels of the lag sweep: keras (the Keras defaults, the baseline), he (He-uniform encoder), with *<scale>, @<input gain> or +ln", interface_level),
     Param("ablation_interfaces", list[str], "interface levels of the interface ablation (see interfaces)", interface_level),
-    Param("ablation_lag", int, "recall lag of the interface ablation", at_least(1)),
+    Param("ablation_lag", int, "recall lag of the interface ablation", at_least(1), size=LAG),
     Param("ablation_seeds", list[int], "seeds of the interface ablation", non_negative),
+    Param("top_up_seeds", list[int], "relu chapter: seeds added at every lag-sweep point where some but not all seeds succeeded (may be [] for none)", non_negative, MAY_BE_EMPTY),
+    Param("lag_ladder", bool, "relu chapter: a configuration's lag sweep stops after the first lag at which no seed met the criterion"),
     Param("tuning_learning_rates", list[float], "Adam learning rates each configuration of the lag sweep is tuned over", positive),
     Param("tuning_seeds", list[int], "seeds of the learning-rate tuning runs (never used by a verdict)", non_negative),
-    Param("tuning_lag", int, "recall lag of the learning-rate tuning runs", at_least(1)),
+    Param("tuning_lag", int, "recall lag of the learning-rate tuning runs", at_least(1), size=LAG),
     Param("max_updates", int, "cap of a criterion run: updates before it is censored", positive),
     Param("clip_max_updates", int, "cap of a run of the clipping chapter: updates before it is censored", positive),
     Param("check_every", int, "updates between two validation checks of a criterion run", positive),
     Param("target_fraction", float, "success criterion: validation accuracy as a share of the encoder's ceiling", in_range(0.0, 1.0)),
-    Param("memo_lag", int, "time lag of the memorisation comparison (fixed set vs fresh sequences)", at_least(1)),
-    Param("memo_n_train", int, "size of the fixed training set of the memorisation comparison", positive),
-    Param("stability_lag", int, "time lag of the learning-rate and width sweeps", at_least(1)),
+    Param("memo_lag", int, "time lag of the memorisation comparison (fixed set vs fresh sequences)", at_least(1), size=LAG),
+    Param("memo_n_train", int, "size of the fixed training set of the memorisation comparison", positive, size=SEQUENCES),
+    Param("stability_lag", int, "time lag of the learning-rate and width sweeps", at_least(1), size=LAG),
     Param("stability_max_updates", int, "cap of the learning-rate and width sweeps", positive),
     Param("ceiling_epochs", int, "epochs of the CNN alone on single images, whose test accuracy is the encoder's ceiling", positive),
     # training
     Param("learning_rate", float, "optimizer learning rate", positive),
     Param("epochs", int, "training epochs per run", positive),
-    Param("batch_size", int, "sequences per mini-batch", positive),
+    Param("batch_size", int, "sequences per mini-batch", positive, size=BATCH),
     Param("clip_modes", list[str], "gradient clipping modes to compare", clip_mode),
     Param("clip_value", float, "clipping threshold (norm or value)", positive),
     Param("learning_rates", list[float], "SGD learning rates of the stability sweep", positive),
     Param("width_learning_rate", float, "Adam learning rate of the width sweep", positive),
-    Param("sgd_learning_rate", float, "SGD learning rate of the clipping chapter's exploding setting (ReLU + identity)", positive),
+    Param("sgd_learning_rate", float, "SGD learning rate of the clipping chapter's exploding setting (ReLU + identity); no longer read by the clipping chapter (explode_learning_rates)", positive),
     Param("clip_multiples", list[float], "global_clipnorm thresholds as multiples of the average gradient norm of the stable pilot", positive),
-    Param("clip_multiple", float, "clipping chapter: bound on the global gradient norm of the clip-mode comparison and the matched-step control, as a multiple of the pilot's average norm", positive),
-    Param("clip_learning_rates", list[float], "clipping chapter: unclipped SGD learning rates compared with clipping (besides sgd_learning_rate)", positive),
-    Param("clip_lag", int, "clipping chapter: recall lag of the exploding setting (T = lag + 1)", at_least(1)),
+    Param("clip_multiple", float, "clipping chapter: global_clipnorm threshold of the comparison (against no clipping, the matched-step control and the step-matched options), as a multiple of the pilot's average norm", positive),
+    Param("clip_learning_rates", list[float], "clipping chapter: unclipped SGD learning rates compared with clipping (besides sgd_learning_rate); no longer read by the clipping chapter (explode_learning_rates)", positive),
+    Param("explode_learning_rates", list[float], "clipping chapter: the explosion search's grid of unclipped SGD learning rates, raised in increasing order until at least half the pilot seeds explode", positive),
+    Param("clip_seeds", list[int], "clipping chapter: random seeds of the comparison, one run each per arm", non_negative),
+    Param("clip_pilot_seeds", list[int], "clipping chapter: random seeds of the pilots (average norm, explosion search, step probes), apart from clip_seeds", non_negative),
+    Param("clip_lag", int, "clipping chapter: recall lag of the exploding setting (T = lag + 1)", at_least(1), size=LAG),
     Param("clip_scale", float, "clipping chapter: feature scale (CNN-to-RNN interface) of the exploding setting", positive),
     Param("target_acc", float, "clipping chapter: validation accuracy that counts as success", in_range(0.0, 1.0)),
     Param("pilot_learning_rate", float, "clipping chapter: SGD learning rate of the stable pilot run that measures the average gradient norm", positive),
-    Param("pilot_updates", int, "clipping chapter: updates of each pilot run (the average norm is over all of them and the seeds)", positive),
+    Param("pilot_updates", int, "clipping chapter: updates of each stable pilot run (the average norm is over all of them and the pilot seeds) and of each step probe", positive),
     # chapters/reproductions: the adding problem and the temporal-order task (rnnbook.synthetic)
     Param("repro_seeds", list[int], "reproductions chapter: random seeds, one run each per configuration and T", non_negative),
-    Param("repro_adding_lens", list[int], "reproductions chapter: sequence lengths T of the adding problem", at_least(2)),
+    Param("repro_adding_lens", list[int], "reproductions chapter: sequence lengths T of the adding problem", at_least(2), size=FRAMES),
     Param("repro_adding_configs", list[str], "reproductions chapter: recurrent configurations trained on the adding problem (SGD + clipping; tanh-normal: Pascanu et al.'s basic tanh)", rnn_config),
-    Param("repro_order_lens", list[int], "reproductions chapter: sequence lengths T of the temporal-order task", at_least(10)),
+    Param("repro_order_lens", list[int], "reproductions chapter: sequence lengths T of the temporal-order task", at_least(10), size=FRAMES),
     Param("repro_order_configs", list[str], "reproductions chapter: temporal order, configurations trained with SGD + clipping besides Pascanu et al.'s basic tanh (tanh-normal) with and without clipping", rnn_config),
-    Param("repro_units", int, "reproductions chapter: hidden units of the recurrent layer", positive),
-    Param("repro_batch_size", int, "reproductions chapter: fresh sequences per update", positive),
+    Param("repro_units", int, "reproductions chapter: hidden units of the recurrent layer", positive, size=UNITS),
+    Param("repro_batch_size", int, "reproductions chapter: fresh sequences per update", positive, size=BATCH),
     Param("repro_learning_rate", float, "reproductions chapter: SGD learning rate (no momentum)", positive),
     Param("repro_clip", float, "reproductions chapter: global_clipnorm threshold of the clipped arms", positive),
     Param("repro_input_std", float, "reproductions chapter: standard deviation of the normal input-kernel initialiser", positive),
     Param("repro_max_updates", int, "reproductions chapter: cap of a run, updates before it is censored", positive),
     Param("repro_check_every", int, "reproductions chapter: updates between two checks on the held-out set", positive),
-    Param("repro_n_val", int, "reproductions chapter: held-out sequences of each check (the 1 % criterion)", positive),
-    Param("repro_n_test", int, "reproductions chapter: test sequences", positive),
+    Param("repro_n_val", int, "reproductions chapter: held-out sequences of each check (the 1 % criterion)", positive, size=SEQUENCES),
+    Param("repro_n_test", int, "reproductions chapter: test sequences", positive, size=SEQUENCES),
     # repetition
     Param("seed", int, "random seed", non_negative),
     Param("seeds", list[int], "random seeds, one run each", non_negative),

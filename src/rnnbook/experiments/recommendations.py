@@ -199,6 +199,20 @@ def advice(r: dict, clip: dict, verdicts: dict, failures: pd.DataFrame) -> dict:
     return a
 
 
+#: The decision guide's questions: advice key -> (question, the claim the advice rests on).
+GUIDE = {"advice_interface": ("How do I connect the CNN to the RNN?", "interface"),
+         "advice_activation": ("tanh or ReLU?", "relu_memory"),
+         "advice_lag": ("How long must the network remember?", "gated"),
+         "advice_clip_mode": ("Which clipping option?", "clip"),
+         "advice_threshold": ("Which threshold?", "band")}
+
+
+def guide_table(advice_lines: dict, verdicts: dict) -> pd.DataFrame:
+    """The decision guide as data: question, advice (Markdown), the claim it rests on and its verdict."""
+    return pd.DataFrame([{"question": q, "advice": advice_lines.get(k, ""), "rests on": CLAIMS[c],
+                          "verdict": _as_verdict(verdicts[c]).word} for k, (q, c) in GUIDE.items()])
+
+
 def page_values(res: dict) -> dict:
     """Every value the chapter (and the front page) pastes, by glue key."""
     r, verdicts = res["relu"], res["verdicts"]

@@ -44,7 +44,7 @@ from rnnbook.training import TrainConfig
 #: Reach: the largest lag at which at least this share of a configuration's seeds succeed.
 REACH_SHARE = 0.75
 #: Names of the chapter's parameters (its ``parameters`` cell).
-PARAMS = ("seeds", "rnn_configs", "lags", "interfaces", "max_updates", "check_every", "target_fraction",
+PARAMS = ("seeds", "top_up_seeds", "lag_ladder", "rnn_configs", "lags", "interfaces", "max_updates", "check_every", "target_fraction",
           "units", "batch_size", "tuning_learning_rates", "tuning_seeds", "tuning_lag", "ablation_interfaces",
           "ablation_lag", "ablation_seeds", "n_val", "n_test", "memo_lag", "memo_n_train",
           "learning_rates", "clip_value", "stability_lag", "stability_max_updates", "widths",
@@ -56,10 +56,12 @@ def _pick(params: dict) -> dict:
     if missing:
         raise ExperimentError(f"missing parameter(s) {', '.join(missing)} of the relu chapter")
     p = {n: params[n] for n in PARAMS}
-    overlap = sorted(set(map(int, p["tuning_seeds"])) & set(map(int, p["seeds"])))
+    overlap = sorted(set(map(int, p["tuning_seeds"])) & (set(map(int, p["seeds"])) | set(map(int, p["top_up_seeds"]))))
     if overlap:
-        raise ExperimentError(f"tuning_seeds and seeds share {overlap}: the learning rates must be chosen on "
-                              "seeds the verdicts do not use")
+        raise ExperimentError(f"tuning_seeds and seeds (or top_up_seeds) share {overlap}: the learning rates "
+                              "must be chosen on seeds the verdicts do not use")
+    if set(map(int, p["seeds"])) & set(map(int, p["top_up_seeds"])):
+        raise ExperimentError("top_up_seeds must be seeds not already in seeds")
     return p
 
 
@@ -94,12 +96,42 @@ def tuning_grid(p: dict, target_acc: float):
                        for spec in specs(p["rnn_configs"]) for lr in p["tuning_learning_rates"]])
 
 
-def lag_grid(p: dict, target_acc: float, rates: dict[str, float]):
-    """Configuration x interface level x lag, each configuration at its chosen learning rate."""
+def lag_grid(p: dict, target_acc: float, rates: dict[str, float], lags=None, keep=None):
+    """Configuration x interface level x lag (``lags``, default all), each configuration at its
+    chosen learning rate; ``keep(label, level)`` filters the pairs still on their lag ladder."""
     base = base_config(p, target_acc)
     return grid_frame([(parse_interface(key).apply(at_lag(spec.apply(base, learning_rate=rates[spec.label]), lag)),
                         spec.label, key)
-                       for spec in specs(p["rnn_configs"]) for key in p["interfaces"] for lag in p["lags"]])
+                       for spec in specs(p["rnn_configs"]) for key in p["interfaces"]
+                       for lag in (p["lags"] if lags is None else lags)
+                       if keep is None or keep(spec.label, key)])
+
+
+def lag_sweep(p: dict, target_acc: float, rates: dict[str, float]) -> pd.DataFrame:
+    """The lag sweep, lag by lag in increasing order. With ``lag_ladder``, a configuration's ladder
+    (per interface level) stops after the first lag at which no seed met the criterion
+    (:func:`rnnbook.reference.ladder_stops`), so a reach is bounded by a failure, not by the grid.
+    At every point where some but not all ``seeds`` succeeded, ``top_up_seeds`` add runs: the
+    points that decide comparisons get more seeds than the clear ones."""
+    from rnnbook.reference import ladder_stops
+
+    parts, stopped = [], set()
+    for lag in sorted(int(x) for x in p["lags"]):
+        configs, labels, levels = lag_grid(p, target_acc, rates, [lag], lambda lab, key: (lab, key) not in stopped)
+        if not configs:
+            break
+        runs = run(configs, labels, p["seeds"], f"relu: lag {lag}", levels)
+        mixed = [(c, lab, key) for c, lab, key in zip(configs, labels, levels)
+                 if 0 < runs[(runs["label"] == lab) & (runs["interface"] == key)]["success"].sum() < len(p["seeds"])]
+        if mixed and p["top_up_seeds"]:
+            runs = pd.concat([runs, run(*map(list, zip(*mixed)), p["top_up_seeds"], f"relu: lag {lag}, more seeds")],
+                             ignore_index=True)
+        parts.append(runs)
+        if p["lag_ladder"]:
+            for (lab, key), part in runs.groupby(["label", "interface"], sort=False):
+                if ladder_stops({lag: int(part["success"].sum())}) is not None:
+                    stopped.add((lab, key))
+    return pd.concat(parts, ignore_index=True)
 
 
 def ablation_grid(p: dict, target_acc: float, rates: dict[str, float], key: str = ROLES["tanh"]):
@@ -160,8 +192,9 @@ def target_of(p: dict, ceiling: dict) -> float:
 def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
     """Every training run of the chapter (seeds included), without running any: for
     ``rnnbook build --dry-run``. The target is the build's when the encoder's ceiling is cached,
-    else :data:`PLANNING_TARGET`; the lag sweep's learning rates are the tuning grid's (each
-    configuration runs at one of them)."""
+    else :data:`PLANNING_TARGET`; the lag sweep's learning rates are the tuning runs' choice once
+    they are cached. The lag sweep is planned whole, top-up seeds at every point: an upper bound
+    (the ladder and the top-up rule run fewer)."""
     p = _pick(params)
     if target_acc is None:
         ceiling = encoder_ceiling(p["ceiling_epochs"], compute=False)
@@ -171,7 +204,7 @@ def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
     if all(sweeps.is_cached(c) for c in tuned):  # the tuning runs decide the lag sweep's rates
         configs, labels, levels = tuning_grid(p, target_acc)
         guess = choose_rates(run(configs, labels, p["tuning_seeds"], "relu: learning rates", levels))[0]
-    lag = sweeps.with_seeds(lag_grid(p, target_acc, guess)[0], p["seeds"])
+    lag = sweeps.with_seeds(lag_grid(p, target_acc, guess)[0], list(p["seeds"]) + list(p["top_up_seeds"]))
     ablation = sweeps.with_seeds(ablation_grid(p, target_acc, guess)[0], p["ablation_seeds"])
     rest = [c for configs, _ in (memo_grid(p, target_acc), lr_grid(p, target_acc), width_grid(p, target_acc))
             for c in configs]
@@ -278,8 +311,7 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     configs, labels, levels = tuning_grid(p, target)
     out["tuning"] = run(configs, labels, p["tuning_seeds"], "relu: learning rates", levels)
     out["rates"], out["tuning_table"] = choose_rates(out["tuning"])
-    configs, labels, levels = lag_grid(p, target, out["rates"])
-    out["lag"] = run(configs, labels, p["seeds"], "relu: lags x interface", levels)
+    out["lag"] = lag_sweep(p, target, out["rates"])
     configs, labels, levels = ablation_grid(p, target, out["rates"])
     out["ablation"] = run(configs, labels, p["ablation_seeds"], "relu: interface ablation", levels)
     out["memo"] = run(*memo_grid(p, target), p["seeds"], "relu: memorisation")
