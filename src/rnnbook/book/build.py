@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from rnnbook.book import chapter_cache, cross_checks, params
+from rnnbook.book import chapter_cache, cross_checks, params, pdf, values
 from rnnbook.book.params import ParamError
 from rnnbook.book.provenance import OVERRIDES_ENV, PRESET_ENV
 from rnnbook.book.scope import (  # noqa: F401 - part of the build's interface
@@ -339,12 +339,15 @@ def book_config(root: Path) -> bytes:
     return yaml.safe_dump(config, sort_keys=False).encode()
 
 
-def assemble(root: Path, tree: Path, executed: Mapping[str, Path], chapters: list[Chapter]) -> list[str]:
-    """Write the book source into ``tree``; return the relative paths rewritten."""
+def assemble(root: Path, tree: Path, executed: Mapping[str, Path], chapters: list[Chapter],
+             extra: Mapping[str, bytes] | None = None) -> list[str]:
+    """Write the book source into ``tree`` (plus ``extra`` files, which win); return the relative
+    paths rewritten."""
     wanted: dict[str, bytes | Path] = dict(_book_files(root, {c.path for c in chapters}))
     wanted["_config.yml"] = book_config(root)
     for c in chapters:
         wanted[f"{c.docname}.ipynb"] = executed[c.docname]
+    wanted.update(extra or {})
     changed = []
     tree.mkdir(parents=True, exist_ok=True)
     for rel, src in wanted.items():
@@ -398,6 +401,7 @@ class Options:
     executor: str = "local"
     ray_address: str | None = None
     ray_cpus_per_run: float = 1.0
+    pdf: bool = False   # also print the book to _build/pdf/rnnbook-<version>.pdf (rnnbook.book.pdf)
 
 
 def _fmt_seconds(s: float) -> str:
@@ -416,6 +420,8 @@ def build(opts: Options, out=None) -> int:
     if build_dir.name != "_build":
         raise BuildError(f"--build-dir must be a directory named _build, got {build_dir}")
     t0 = time.time()
+    if opts.pdf and not opts.html:
+        raise ParamError("--pdf prints the HTML book: it cannot go with --no-html")
 
     # 1-2: everything is validated before anything executes
     chapters = find_chapters(root)
@@ -453,18 +459,27 @@ def build(opts: Options, out=None) -> int:
             executed[job.chapter.docname], status = _not_selected(job, cache, build_dir)
             report.append((job.chapter.docname, status, 0.0))
 
+    # values.json (every build), the page "Compared with the default book" (other parameters)
+    extra = values.before_html(root, build_dir, chapters, jobs, executed, report, resolved)
+    if opts.pdf:
+        extra["_config.yml"] = pdf.config_with_pdf(book_config(root))
+
     # 4-5: the HTML
     code = 0
     html_seconds = 0.0
     if opts.html:
         tree = build_dir / "src"
-        changed = assemble(root, tree, executed, chapters)
+        changed = assemble(root, tree, executed, chapters, extra)
         print(f"building the HTML with Jupyter Book from {tree} ({len(changed)} file(s) changed) ...",
               file=out, flush=True)
         start = time.time()
         code = run_jupyter_book(tree, build_dir, strict=opts.strict, verbose=opts.verbose)
         html_seconds = time.time() - start
         report.append(("HTML (jupyter-book)", "built" if code == 0 else "FAILED", html_seconds))
+        if code == 0:
+            values.publish(build_dir)
+            if opts.pdf:
+                pdf.after_html(root, build_dir, resolved, report, verbose=opts.verbose)
     _print_table(report, out)
     print(f"total {time.time() - t0:.1f} s; preset {resolved.preset!r}", file=out)
     if code != 0:
@@ -473,6 +488,8 @@ def build(opts: Options, out=None) -> int:
         return 1
     if opts.html:
         print(f"open {build_dir / 'html' / 'index.html'}", file=out)
+    if opts.pdf:
+        print(f"PDF: {build_dir / 'pdf' / pdf.pdf_name()}", file=out)
     return 0
 
 

@@ -34,6 +34,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument("-v", "--verbose", action="store_true", help="show Jupyter Book's full log")
     b.add_argument("--no-html", action="store_true", help="execute (and cache) the chapters only")
+    b.add_argument("--pdf", action="store_true",
+                   help="also print the book to _build/pdf/rnnbook-<version>.pdf with headless Chromium "
+                        "(and put it beside the site's pages)")
     b.add_argument("--only", action="append", default=[], metavar="CHAPTERS",
                    help="execute only these chapters (comma-separated file stems, e.g. relu,clipping; "
                         "repeatable); the others keep their executed notebook for the current parameters "
@@ -49,11 +52,18 @@ def make_parser() -> argparse.ArgumentParser:
                         "default: start a Ray on this machine for the build")
     b.add_argument("--ray-cpus-per-run", type=float, default=1.0, metavar="N",
                    help="with --executor ray: CPUs reserved per run (default: %(default)s)")
+    from rnnbook.book.values import add_parser as add_diff_parser
+
+    add_diff_parser(sub)  # rnnbook diff OLD NEW
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if args.command == "diff":
+        from rnnbook.book import values
+
+        return values.main(args)
     from rnnbook import repo_root
     from rnnbook.book.build import BuildError, Options, build, list_params
     from rnnbook.book.params import ParamError
@@ -69,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return build(Options(
             root=root, preset=args.preset, files=args.files, overrides=args.overrides,
             force=args.force, build_dir=args.build_dir, progress=not args.no_progress,
-            html=not args.no_html, verbose=args.verbose, only=args.only, dry_run=args.dry_run,
+            html=not args.no_html, pdf=args.pdf, verbose=args.verbose, only=args.only, dry_run=args.dry_run,
             executor=args.executor, ray_address=args.ray_address, ray_cpus_per_run=args.ray_cpus_per_run,
         ))
     except ParamError as exc:
