@@ -21,9 +21,20 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_command():
     build_cmd, test_cmd = commands
     assert "rnnbook build" in build_cmd and "pip install" in build_cmd
     assert "pytest" in test_cmd and "pip install" in test_cmd
+    assert build_cmd.startswith("pip install -r requirements.txt && pip install -e . && ")
+    assert test_cmd.startswith("pip install -r requirements-all.txt && pip install -e . && ")
     ci = (ROOT / ".ci" / "run").read_text()
-    runner = test_cmd.split("&&")[-1].strip()
-    assert runner in ci, f"{runner!r} (the README's test command) is not what .ci/run runs"
+    assert test_cmd.strip() in ci.splitlines(), f"{test_cmd!r} (the README's test command) is not what .ci/run runs"
+
+
+def test_install_section_documents_the_locks_and_how_to_regenerate_them():
+    text = _section("Installing")
+    for lock in ("requirements.txt", "requirements-all.txt"):
+        header = (ROOT / lock).read_text().splitlines()[:3]
+        command = next(line.lstrip("# ").strip() for line in header if "uv pip compile" in line)
+        assert command in text, f"the README does not give {lock}'s regeneration command {command!r}"
+    for words in ("[ray]", "[test]", "tensorflow-cpu", "rnnbook --version", "LICENSE"):
+        assert words in text
 
 
 def test_every_parameter_is_in_the_readme_list():

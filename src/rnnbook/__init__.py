@@ -12,6 +12,9 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 #: When the package was first imported: the start of a chapter's execution.
 IMPORTED_AT = _time.time()
 
+#: The version of the book and the package, written here only: pyproject.toml reads it
+#: (``[tool.setuptools.dynamic]``), ``rnnbook --version`` prints it, and a test checks that
+#: ``CITATION.cff`` states the same.
 __version__ = "0.1.0"
 
 

@@ -251,8 +251,17 @@ def cached_train(config: TrainConfig, cache_dir: str | Path | None = RUNS_DIR) -
     return record
 
 
+#: A run that fails with one of these ran out of memory: it stops its sweep (and its chapter) at once.
+RESOURCE_ERRORS = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
+
+
 def failed_record(config: TrainConfig, error: BaseException | str) -> dict:
-    """The record of a run that raised: its configuration, ``failed`` and the error; no results."""
+    """The record of a run that raised: its configuration, ``failed`` and the error; no results.
+    An error of :data:`RESOURCE_ERRORS` (an exception, or a worker's ``"Name: message"``) is raised
+    instead: every run after it would fail the same way."""
+    names = [c.__name__ for c in type(error).__mro__] if isinstance(error, BaseException) else [error.split(":")[0]]
+    if set(names) & set(RESOURCE_ERRORS):
+        raise error if isinstance(error, BaseException) else MemoryError(f"a run ran out of memory: {error}")
     error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     nan = float("nan")
     return {"config": config.to_dict(), "failed": True, "error": error, "diverged": False,
@@ -392,7 +401,8 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise SweepError("the ray executor needs Ray: pip install -r requirements.txt") from None
+            raise SweepError("the ray executor needs Ray, an extra: pip install -e .[ray] "
+                             "(or pip install -r requirements-all.txt, the lock with Ray)") from None
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False,

@@ -1,7 +1,8 @@
 """How to cite the book, derived from ``CITATION.cff`` (the one place its metadata is typed).
 
-- :func:`bibtex` turns ``CITATION.cff`` into BibTeX with ``cffconvert`` (the cite page shows it
-  through the ``cff-bibtex`` directive of :mod:`rnnbook.book.site`);
+- :func:`bibtex` turns ``CITATION.cff`` into BibTeX, a few lines of its own (the cite page shows it
+  through the ``cff-bibtex`` directive of :mod:`rnnbook.book.site`; ``pybtex`` reads it back in
+  the tests);
 - :func:`figure_reference` is the one-line "cite this figure" text under every figure::
 
       >>> figure_reference("fig-accuracy-vs-lag", "chapters/relu", commit="abc1234",
@@ -46,23 +47,49 @@ def authors(cff: Mapping[str, Any]) -> str:
     return " and ".join(names) or "Anonymous"
 
 
-def bibtex(path: str | Path, key: str = BIBTEX_KEY) -> str:
-    """BibTeX of ``CITATION.cff`` made by ``cffconvert``, with two fixes for its known gaps:
-    the entry gets ``key`` (cffconvert writes ``YourReferenceHere``), entity authors (``name:``)
-    are braced so BibTeX does not split them into first and last names, and ``version`` is added
-    (cffconvert leaves it out)."""
-    from cffconvert import Citation
+#: BibTeX's month macros.
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_SPECIAL = re.compile(r"([&%$#_])")
 
-    path = Path(path)
+
+def _field(text: Any) -> str:
+    """A BibTeX field value: LaTeX's special characters escaped, one line."""
+    return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def bibtex_name(author: Mapping[str, Any]) -> str:
+    """One CFF author as a BibTeX name: ``{Entity name}`` (braced, so BibTeX does not split it
+    into first and last names) or ``particle family, suffix, given``.
+
+    >>> bibtex_name({"name": "The rnnbook authors"})
+    '{The rnnbook authors}'
+    >>> bibtex_name({"given-names": "Ludwig", "name-particle": "van", "family-names": "Beethoven"})
+    'van Beethoven, Ludwig'
+    """
+    if author.get("name"):
+        return "{" + _field(author["name"]) + "}"
+    last = " ".join(str(author[k]) for k in ("name-particle", "family-names") if author.get(k))
+    parts = [p for p in (last, author.get("name-suffix"), author.get("given-names")) if p]
+    return _field(", ".join(map(str, parts)))
+
+
+def bibtex(path: str | Path, key: str = BIBTEX_KEY) -> str:
+    """``CITATION.cff`` as one BibTeX ``@misc`` entry with key ``key``: authors, title, version,
+    year and month of ``date-released``, DOI and URL (``url``, else ``repository-code``)."""
     cff = load_cff(path)
-    text = Citation(path.read_text()).as_bibtex(reference=key)
-    entities = [a["name"] for a in cff.get("authors") or [] if a.get("name")]
-    for name in entities:
-        text = text.replace(f"author = {{{name}}}", f"author = {{{{{name}}}}}")
-        text = text.replace(f"{name} and", f"{{{name}}} and").replace(f"and {name}}}", f"and {{{name}}}}}")
-    if cff.get("version") and "version =" not in text:
-        text = re.sub(r"\n}\s*$", f",\nversion = {{{cff['version']}}}\n}}\n", text)
-    return text
+    fields = [("author", " and ".join(bibtex_name(a) for a in cff.get("authors") or []) or None),
+              ("title", _field(cff["title"]))]
+    if cff.get("version") is not None:
+        fields.append(("version", _field(cff["version"])))
+    released = str(cff.get("date-released") or "")
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", released):
+        fields += [("year", released[:4]), ("month", MONTHS[int(released[5:7]) - 1])]
+    for name, field_ in (("doi", "doi"), ("url", "url"), ("url", "repository-code")):
+        if cff.get(field_) and name not in dict(fields):
+            fields.append((name, " ".join(str(cff[field_]).split())))  # verbatim: no escapes
+    lines = [f"  {name} = {value}" if name == "month" else f"  {name} = {{{value}}}"
+             for name, value in fields if value]
+    return f"@misc{{{key},\n" + ",\n".join(lines) + "\n}\n"
 
 
 def figure_reference(key: str, docname: str, *, commit: str, cff: Mapping[str, Any]) -> str:
