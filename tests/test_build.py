@@ -187,8 +187,13 @@ def test_the_executor_reaches_the_kernels_but_not_the_cache_key(toy_book, capsys
     assert "executor ray ray://head:10001 2" in outputs
     code, out = run(toy_book, html=False)  # the local executor gives the same numbers: nothing re-runs
     assert " executed" not in out
-    assert cli.main(["build", "--root", str(toy_book), "--no-html", "--executor", "dask"]) == 2
-    assert "executor 'dask': choose one of local, ray" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse's own message, before anything runs
+        cli.main(["build", "--root", str(toy_book), "--no-html", "--executor", "dask"])
+    assert exc.value.code == 2
+    assert "argument --executor: invalid choice: 'dask' (choose from 'local', 'ray')" in capsys.readouterr().err
+    from rnnbook import sweeps
+
+    assert cli.EXECUTORS == sweeps.EXECUTORS
 
 
 def test_dry_run_lists_runs_cached_runs_and_the_estimate(toy_book, tmp_path, monkeypatch):

@@ -60,17 +60,17 @@ def _starts(marks):
     return sorted(p.stem for p in marks.iterdir() for _ in p.read_text().splitlines())
 
 
-def test_ray_gives_the_local_numbers(local_ray, tmp_path):
-    local = sweeps.run_sweep(GRID, seeds=[0], cache_dir=tmp_path / "local", executor=sweeps.LocalExecutor())
+def test_ray_gives_the_local_records(local_ray, tmp_path, monkeypatch):
+    """Whole records (but their wall times) equal: every run uses the protocol's thread count."""
+    from test_executors import MIXED, comparable
+
+    monkeypatch.chdir(tmp_path)
+    local = sweeps.run_sweep(MIXED, seeds=[0], cache_dir=tmp_path / "local", executor=sweeps.LocalExecutor())
     executor = sweeps.RayExecutor(cpus_per_run=1)
-    remote = sweeps.run_sweep(GRID, seeds=[0], cache_dir=tmp_path / "ray", executor=executor)
+    remote = sweeps.run_sweep(MIXED, seeds=[0], cache_dir=tmp_path / "ray", executor=executor)
     assert executor.nodes and len(executor.nodes) == 1
-    assert list(remote["activation"]) == ["tanh", "relu"] and not remote["failed"].any()
-    for col in ("test_acc", "test_acc_last_good", "final_val_acc", "median_grad_norm", "max_abs_state"):
-        np.testing.assert_array_equal(remote[col], local[col], err_msg=col)
-    for (_, a), (_, b) in zip(local.iterrows(), remote.iterrows()):
-        for f in STEP_FIELDS:
-            assert a["record"]["steps"][f] == b["record"]["steps"][f], f
+    assert not remote["failed"].any()
+    assert [comparable(r) for r in remote["record"]] == [comparable(r) for r in local["record"]]
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == \
         sorted(p.name for p in (tmp_path / "local").iterdir())
 

@@ -277,7 +277,7 @@ def test_a_run_listed_twice_runs_once(swept, tmp_path):
 
 
 def test_executor_from_the_environment():
-    assert isinstance(sweeps.executor_from_env({}), sweeps.LocalExecutor)
+    assert isinstance(sweeps.executor_from_env({sweeps.WORKERS_ENV: "1"}), sweeps.LocalExecutor)
     env = sweeps.executor_env("ray", "ray://head:10001", 2)
     ex = sweeps.executor_from_env(env)
     assert isinstance(ex, sweeps.RayExecutor) and ex.address == "ray://head:10001" and ex.cpus_per_run == 2

@@ -6,13 +6,14 @@ on (found by following the imports of :mod:`rnnbook.training`) and of the instal
 of the packages those modules import. An interrupted sweep resumes without redoing finished
 runs; a killed process leaves no half-written file.
 
-The runs a sweep still needs go to an *executor*: ``local`` (one after the other in this
-process, the default) or ``ray`` (one Ray task per run, on a local Ray or a cluster). Either
-way the driver writes the cache and the frame lists the runs in the order of the grid, so
-the numbers do not depend on the executor. A run that raises (after Ray's retries) is a row
-with ``failed=True`` and its ``error``, never a cache entry. The build passes the executor
-to the chapters' kernels through :data:`EXECUTOR_ENV`, :data:`RAY_ADDRESS_ENV` and
-:data:`RAY_CPUS_ENV`.
+The runs a sweep still needs go to an *executor*: ``local`` (the default: worker processes on
+this machine, :mod:`rnnbook.executors`, or with one worker one run after the other in this
+process) or ``ray`` (one Ray task per run, on a local Ray or a cluster). Every run uses the
+protocol's fixed thread count (:data:`rnnbook.runtime.RUN_THREADS`), the driver writes the
+cache and the frame lists the runs in the order of the grid, so the numbers do not depend on
+the executor. A run that raises (after Ray's retries) is a row with ``failed=True`` and its
+``error``, never a cache entry. The build passes the executor to the chapters' kernels through
+:data:`EXECUTOR_ENV`, :data:`WORKERS_ENV`, :data:`RAY_ADDRESS_ENV` and :data:`RAY_CPUS_ENV`.
 
 Example:
     >>> from rnnbook.training import TrainConfig
@@ -29,7 +30,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +40,9 @@ import pandas as pd
 
 from rnnbook import synthetic
 from rnnbook.data import atomic_write
+from rnnbook.executors import (  # noqa: F401  (the executors, used here and by the build through this module)
+    EXECUTOR_ENV, EXECUTORS, RAY_ADDRESS_ENV, RAY_CPUS_ENV, RAY_MAX_RETRIES, WORKERS_ENV, LocalExecutor, PoolExecutor,
+    RayExecutor, SweepError, executor_env, executor_from_env)
 from rnnbook.paths import data_root
 
 if TYPE_CHECKING:  # the build imports this module without TensorFlow
@@ -48,19 +51,6 @@ if TYPE_CHECKING:  # the build imports this module without TensorFlow
 RUNS_DIR = data_root() / "runs"
 #: The module whose imports (followed transitively) decide a run's numbers.
 RUN_ROOT = "rnnbook.training"
-
-#: Environment variables through which ``rnnbook build`` chooses the executor of the chapters.
-EXECUTOR_ENV = "RNNBOOK_EXECUTOR"
-RAY_ADDRESS_ENV = "RNNBOOK_RAY_ADDRESS"
-RAY_CPUS_ENV = "RNNBOOK_RAY_CPUS_PER_RUN"
-EXECUTORS = ("local", "ray")
-#: Ray retries of a run whose task raised or whose worker died.
-RAY_MAX_RETRIES = 2
-
-
-class SweepError(RuntimeError):
-    """A sweep cannot go on (bad executor settings, lost cluster); the message says why."""
-
 
 def train(config: TrainConfig) -> dict:
     """:func:`rnnbook.training.train` (imported on first use, so that importing this module
@@ -342,149 +332,6 @@ def estimate_seconds(configs, cache_dir: str | Path | None = RUNS_DIR, costs=Non
     if costs is None:
         costs = frame_costs(cache_dir) if configs else []
     return float(sum(seconds_per_frame(c, costs) * work_frames(c.to_dict(), planned_updates(c)) for c in configs))
-
-
-# ----------------------------------------------------------------------------- executors
-Done = Callable[[int, dict], None]
-
-
-class LocalExecutor:
-    """Runs one after the other in this process, in the order given."""
-
-    name = "local"
-
-    def __init__(self, trainer: Callable[[TrainConfig], dict] | None = None):
-        self.trainer = trainer  # None: this module's ``train`` (looked up at call time)
-
-    def run(self, configs: list[TrainConfig], done: Done) -> None:
-        """Call ``done(i, record)`` for each configuration; an exception becomes a failed record."""
-        for i, config in enumerate(configs):
-            try:
-                record = (self.trainer or train)(config)
-            except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not raised)
-                record = failed_record(config, exc)
-            done(i, record)
-
-
-def _ray_run(config: TrainConfig, trainer) -> tuple[dict, str]:
-    """One Ray task: a run's record and the id of the node it ran on.
-
-    TensorFlow's thread settings are the same as in a local run (:func:`rnnbook.runtime.configure`):
-    a different number of intra-op threads changes float32 sums in the last bit.
-    """
-    import ray
-
-    record = (trainer or train)(config)
-    return record, ray.get_runtime_context().get_node_id()
-
-
-class RayExecutor:
-    """One Ray task per run (``cpus_per_run`` CPUs each, retried ``max_retries`` times when it
-    raises or its worker dies); the results come back to the driver as they finish.
-
-    ``address``: None starts (or reuses) a Ray on this machine; ``"auto"`` or
-    ``"ray://host:10001"`` joins a running cluster.
-    """
-
-    name = "ray"
-
-    def __init__(self, address: str | None = None, cpus_per_run: float = 1, max_retries: int = RAY_MAX_RETRIES,
-                 trainer: Callable[[TrainConfig], dict] | None = None, log=None):
-        if not (isinstance(cpus_per_run, (int, float)) and math.isfinite(cpus_per_run) and cpus_per_run > 0):
-            raise SweepError(f"cpus_per_run={cpus_per_run!r} must be a positive number")
-        self.address, self.cpus_per_run, self.max_retries = address or None, cpus_per_run, int(max_retries)
-        self.trainer, self.log = trainer, log
-        self.nodes: set[str] = set()
-
-    def connect(self):
-        """Initialise Ray (once per process) and return the module."""
-        try:
-            import ray
-        except ImportError:
-            raise SweepError("the ray executor needs Ray, an extra: pip install -e .[ray] "
-                             "(or pip install -r requirements-all.txt, the lock with Ray)") from None
-        if not ray.is_initialized():
-            try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise SweepError(f"cannot reach the Ray cluster at {self.address or 'a new local Ray'}: {exc}") from exc
-        return ray
-
-    def run(self, configs: list[TrainConfig], done: Done) -> None:
-        """Submit every run, then call ``done(i, record)`` as each finishes (a run that still
-        fails after the retries gets a failed record). Ctrl-C or a lost cluster cancels the
-        runs not finished and raises; the finished ones have been passed to ``done``."""
-        if not configs:
-            return
-        ray = self.connect()
-        task = ray.remote(_ray_run).options(num_cpus=self.cpus_per_run, max_retries=self.max_retries,
-                                            retry_exceptions=True)
-        pending = {task.remote(c, self.trainer): i for i, c in enumerate(configs)}
-        print(f"ray: {len(pending)} run(s) as tasks on {self._where(ray)}", file=self.log or sys.__stderr__, flush=True)
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    i = pending.pop(ref)
-                    try:
-                        record, node = ray.get(ref)
-                        self.nodes.add(node)
-                    except ray.exceptions.RaySystemError:
-                        raise
-                    except ray.exceptions.RayError as exc:  # the task raised or its worker died, every try
-                        cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause else exc
-                        record = failed_record(configs[i], cause if isinstance(cause, BaseException)
-                                               else str(cause))
-                    done(i, record)
-        except BaseException as exc:
-            for ref in pending:
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001  (the cluster may be gone)
-                    pass
-            if isinstance(exc, Exception):  # not Ctrl-C: the cluster is gone
-                raise SweepError(f"lost the Ray cluster after {len(configs) - len(pending)} of {len(configs)} "
-                                 f"run(s) ({type(exc).__name__}: {exc}); the finished runs are cached, "
-                                 "build again to resume") from exc
-            raise
-        print(f"ray: {len(configs)} run(s) finished on {len(self.nodes)} node(s)",
-              file=self.log or sys.__stderr__, flush=True)
-
-    @staticmethod
-    def _where(ray) -> str:
-        try:
-            context = ray.get_runtime_context()
-            address = getattr(context, "gcs_address", None) or "this machine"
-            nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-            cpus = ray.cluster_resources().get("CPU", 0)
-            return f"{address} ({nodes} node(s), {cpus:g} CPU(s))"
-        except Exception:  # noqa: BLE001  (only a message)
-            return "Ray"
-
-
-def executor_from_env(environ=None):
-    """The executor named by :data:`EXECUTOR_ENV` (default ``local``) and its settings."""
-    environ = os.environ if environ is None else environ
-    name = environ.get(EXECUTOR_ENV, "").strip() or "local"
-    if name not in EXECUTORS:
-        raise SweepError(f"{EXECUTOR_ENV}={name!r}: choose one of {', '.join(EXECUTORS)}")
-    if name == "local":
-        return LocalExecutor()
-    cpus = environ.get(RAY_CPUS_ENV, "").strip() or "1"
-    try:
-        cpus_per_run = float(cpus)
-    except ValueError:
-        raise SweepError(f"{RAY_CPUS_ENV}={cpus!r} must be a positive number") from None
-    return RayExecutor(environ.get(RAY_ADDRESS_ENV, "").strip() or None, cpus_per_run)
-
-
-def executor_env(name: str = "local", address: str | None = None, cpus_per_run: float = 1) -> dict[str, str]:
-    """The environment that makes :func:`executor_from_env` return this executor."""
-    if name not in EXECUTORS:
-        raise SweepError(f"executor {name!r}: choose one of {', '.join(EXECUTORS)}")
-    RayExecutor(address, cpus_per_run)  # checks the settings
-    return {EXECUTOR_ENV: name, RAY_ADDRESS_ENV: address or "", RAY_CPUS_ENV: f"{cpus_per_run:g}"}
 
 
 # ----------------------------------------------------------------------------- sweeps

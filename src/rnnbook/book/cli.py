@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,20 @@ parameters: preset < -f files (in order) < -p overrides.  Values are parsed as
 data, never as code: -p seq_len=20  -p learning_rate=1e-3  -p activations=[tanh,relu]
 (or activations=tanh,relu)  -p lag=None.  `rnnbook build --list-params` lists them.
 """
+
+
+#: The choices of ``--executor`` (``rnnbook.sweeps.EXECUTORS``, not imported here: it loads pandas).
+EXECUTORS = ("local", "ray")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -44,9 +59,12 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--dry-run", action="store_true",
                    help="print the chapters, training runs per chapter, runs already cached and the "
                         "estimated run-hours, then exit without running anything")
-    b.add_argument("--executor", default="local", metavar="NAME",
-                   help="where the chapters' training runs execute: local (in the chapter's kernel, one "
-                        "after the other) or ray (one Ray task per run) (default: %(default)s)")
+    b.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="where the chapters' training runs execute: local (worker processes on this machine) "
+                        "or ray (one Ray task per run) (default: %(default)s)")
+    b.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="with --executor local: worker processes running a sweep's runs side by side, one "
+                        "thread each (default: one per core; 1: one run after the other in the kernel)")
     b.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="with --executor ray: join this cluster (auto, or ray://host:10001); "
                         "default: start a Ray on this machine for the build")
@@ -76,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.list_params:
             print(list_params(root))
             return 0
+        if args.workers is not None:  # to the kernels, through sweeps.executor_env (RNNBOOK_WORKERS)
+            os.environ["RNNBOOK_WORKERS"] = str(args.workers)
         return build(Options(
             root=root, preset=args.preset, files=args.files, overrides=args.overrides,
             force=args.force, build_dir=args.build_dir, progress=not args.no_progress,

@@ -83,9 +83,12 @@ def _environ(values: Mapping[str, str]):
 def _executor(kernel_env: dict[str, str], out):
     """For ``--executor ray`` without an address: start one Ray on this machine for the whole
     build (the kernels join it; it stops with the build). Says where the runs go."""
-    from rnnbook import sweeps
+    from rnnbook import runtime, sweeps
 
     if kernel_env[sweeps.EXECUTOR_ENV] != "ray":
+        workers = int(kernel_env[sweeps.WORKERS_ENV])
+        print(f"executor: local, {'one run at a time in the kernel' if workers == 1 else f'{workers} worker processes'}"
+              f" ({runtime.RUN_THREADS} thread(s) per run)", file=out, flush=True)
         yield
         return
     if kernel_env[sweeps.RAY_ADDRESS_ENV]:
