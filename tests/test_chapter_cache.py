@@ -95,18 +95,63 @@ def test_src_digest_defaults_to_the_installed_package(tmp_path):
     assert src_digest(copy) != src_digest()
 
 
-def test_pinned_packages_and_versions(tmp_path, repo_root):
-    req = tmp_path / "requirements.txt"
-    req.write_text("# comment\nkeras==3.15.1\nnumpy==2.4.6  # pinned\n-e .\n\nno-such-package-xyz==1.0\n")
-    names = chapter_cache.pinned_packages(req)
-    assert names == ["keras", "numpy", "no-such-package-xyz"]
-    v = chapter_cache.installed_versions(names)
-    assert v["no-such-package-xyz"] == "absent"
-    assert v["keras"] and v["keras"] != "absent"
-    assert "python" in v
-    pinned = chapter_cache.pinned_packages(repo_root / "requirements.txt")
-    for must in ("tensorflow-cpu", "keras", "jupyter-book", "papermill", "jupytext", "seaborn"):
-        assert must in pinned
+def test_runtime_packages_are_what_a_chapter_runs_not_the_test_tools():
+    names = chapter_cache.runtime_packages()
+    for must in ("keras", "numpy", "scipy", "pandas", "lifelines", "papermill", "jupytext", "ipykernel",
+                 "jupyter-book", "seaborn", "ml-dtypes"):  # declared, or needed by what is declared
+        assert must in names
+    assert "tensorflow-cpu" in names or "tensorflow" in names
+    for test_tool in ("pytest", "playwright", "greenlet", "ray", "pluggy", "iniconfig"):
+        assert test_tool not in names
+    assert chapter_cache.runtime_packages("no-such-distribution-xyz") == sorted(
+        chapter_cache._norm(n) for n in chapter_cache.DEFAULT_PACKAGES)
+    v = chapter_cache.installed_versions(["keras", "no-such-package-xyz"])
+    assert v["no-such-package-xyz"] == "absent" and v["keras"] not in ("", "absent") and "python" in v
+
+
+def test_upgrading_a_test_tool_re_executes_nothing(toy_book, monkeypatch):
+    """A new pytest or Playwright keeps every chapter's key; a new NumPy or TensorFlow changes them all."""
+    chapters = build.find_chapters(toy_book)
+    resolved = build.resolve_parameters(toy_book, chapters, "default", (), ())
+    real = chapter_cache.metadata.version
+
+    def keys(bumped=()):
+        def version(name):
+            v = real(name)
+            return v + ".post99" if chapter_cache._norm(name) in bumped else v
+
+        monkeypatch.setattr(chapter_cache.metadata, "version", version)
+        return [j.key for j in build.plan(toy_book, chapters, resolved)]
+
+    k0 = keys()
+    assert keys({"pytest"}) == keys({"playwright"}) == keys({"greenlet", "ray"}) == k0
+    tf = "tensorflow-cpu" if "tensorflow-cpu" in chapter_cache.runtime_packages() else "tensorflow"
+    for runtime in ("numpy", tf, "keras", "lifelines"):
+        changed = keys({runtime})
+        assert all(a != b for a, b in zip(changed, k0)), runtime
+
+
+def test_moving_the_data_directory_re_keys_every_chapter(toy_book, tmp_path, monkeypatch):
+    chapters = build.find_chapters(toy_book)
+    resolved = build.resolve_parameters(toy_book, chapters, "default", (), ())
+
+    def keys():
+        return [j.key for j in build.plan(toy_book, chapters, resolved)]
+
+    monkeypatch.delenv("RNNBOOK_DATA", raising=False)
+    k0 = keys()
+    assert chapter_cache.data_key() == {}
+    monkeypatch.setenv("RNNBOOK_DATA", str(tmp_path / "elsewhere"))
+    k1 = keys()
+    assert all(a != b for a, b in zip(k0, k1))
+    assert chapter_cache.data_key() == {"RNNBOOK_DATA": str((tmp_path / "elsewhere").resolve())}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RNNBOOK_DATA", "elsewhere")  # the same folder, relative: the same key
+    assert keys() == k1
+    monkeypatch.setenv("RNNBOOK_DATA", str(tmp_path / "another"))
+    assert keys() != k1
+    jobs = build.plan(toy_book, chapters, resolved)  # and the kernels write where the key says
+    assert all(j.env["RNNBOOK_DATA"] == str((tmp_path / "another").resolve()) for j in jobs)
 
 
 def test_plan_keys_follow_chapter_parameters(toy_book):

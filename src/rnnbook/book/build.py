@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,13 +230,14 @@ class Job:
 
 def plan(root: Path, chapters: list[Chapter], resolved: Resolved) -> list[Job]:
     src = chapter_cache.src_digest()
-    versions = chapter_cache.installed_versions(chapter_cache.pinned_packages(root / "requirements.txt"))
+    versions = chapter_cache.installed_versions(chapter_cache.runtime_packages())
     jobs = []
     for c in chapters:
         p = params.for_chapter(resolved.values, c.defaults)
         env = {
             PRESET_ENV: resolved.preset,
             OVERRIDES_ENV: ", ".join(sorted(resolved.overridden & set(c.defaults))),
+            **chapter_cache.data_key(),  # RNNBOOK_DATA, when it moves the data
         }
         key = chapter_cache.cache_key(c.path.read_bytes(), p, src, versions, env)
         jobs.append(Job(c, p, env, key))
@@ -278,9 +280,11 @@ def execute(root: Path, job: Job, build_dir: Path, progress: bool = True, term=N
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    work = build_dir / "executing"
-    work.mkdir(parents=True, exist_ok=True)
     slug = chapter_cache.ChapterCache._slug(job.chapter.docname)
+    # every execution has its own folder: simultaneous builds of one checkout never write the same
+    # notebook (the folder goes once the notebook is cached)
+    (build_dir / "executing").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{slug}-", dir=build_dir / "executing"))
     nb = params.read_notebook(job.chapter.path)
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
     nb.metadata.pop("jupytext", None)
@@ -308,6 +312,10 @@ def execute(root: Path, job: Job, build_dir: Path, progress: bool = True, term=N
             f"The executed notebook with the traceback is kept at {failed}\n"
             f"(kernel log: {log})"
         ) from None
+    finally:
+        src_nb.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            work.rmdir()  # after a failure (the notebook went to failed/)
     return out_nb
 
 
@@ -483,8 +491,8 @@ def build(opts: Options, out=None) -> int:
     _print_table(report, out)
     print(f"total {time.time() - t0:.1f} s; preset {resolved.preset!r}", file=out)
     if code != 0:
-        print(f"error: jupyter-book build failed (exit {code}): see the warnings above "
-              "(the build is strict: every Sphinx warning fails it)", file=out)
+        print(f"rnnbook: error: jupyter-book build failed (exit {code}): see the warnings above "
+              "(the build is strict: every Sphinx warning fails it)", file=sys.stderr)
         return 1
     if opts.html:
         print(f"open {build_dir / 'html' / 'index.html'}", file=out)
@@ -524,6 +532,8 @@ def _execute_all(root, jobs, cache, build_dir, opts, executed, report, term) -> 
                 "executed_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             })
             nb_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                nb_path.parent.rmdir()  # this execution's folder
             report.append((name, "executed", seconds))
             bar.write(f"  {name}: executed in {seconds:.1f} s", file=term)
             bar.update()

@@ -9,11 +9,15 @@ The key of one chapter hashes:
   modules (``experiments/``), ``book/pages.py`` and ``book/provenance.py``; not the build
   command, its cache or its parameter parsing (:data:`BUILD_ONLY`), which cannot change a
   number on a page,
-* the Python version and the installed versions of the pinned packages
-  (the names in ``requirements.txt``).
+* the Python version and the installed versions of the packages a chapter runs
+  (:func:`runtime_packages`: the runtime dependencies of the installed ``rnnbook`` and theirs,
+  not the ``[test]`` tools nor the ``[ray]`` extra),
+* the data directory when ``RNNBOOK_DATA`` moves it (:func:`data_key`): a chapter writes its
+  runs and data sets there, so a cached chapter would never fill a new one.
 
 Nothing else: not the git commit, not other chapters, not files outside
-``src/rnnbook``, not :data:`BUILD_ONLY`.  An executed notebook is stored as
+``src/rnnbook``, not :data:`BUILD_ONLY`, not the test tools (upgrading pytest or Playwright
+re-executes nothing).  An executed notebook is stored as
 ``<cache>/<chapter>-<key>.ipynb`` next to a ``.json`` with its run time;
 entries are never deleted by a build, so switching presets back and forth
 re-executes nothing.
@@ -30,10 +34,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-#: Used when a book root has no requirements.txt.
+#: The distribution whose runtime dependencies a chapter runs with.
+DISTRIBUTION = "rnnbook"
+#: Used when ``rnnbook`` is not installed (no metadata to read its dependencies from).
 DEFAULT_PACKAGES = (
-    "tensorflow-cpu", "keras", "numpy", "scikit-learn", "seaborn", "matplotlib",
-    "pandas", "papermill", "jupytext", "myst-nb", "ipykernel",
+    "tensorflow-cpu", "tensorflow", "keras", "numpy", "scipy", "scikit-learn", "seaborn", "matplotlib",
+    "pandas", "lifelines", "papermill", "jupytext", "myst-nb", "ipykernel",
 )
 
 KEY_VERSION = 1  # bump to invalidate every cached chapter
@@ -72,26 +78,49 @@ def src_digest(directory: str | Path | None = None) -> str:
     return h.hexdigest()
 
 
-_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+def runtime_packages(distribution: str = DISTRIBUTION) -> list[str]:
+    """The installed distributions a chapter runs with, sorted: the runtime requirements of
+    ``distribution`` (its ``[project] dependencies`` whose markers hold here; no extra such as
+    ``[test]`` or ``[ray]``) and, recursively, theirs (with the extras they ask for).
+    :data:`DEFAULT_PACKAGES` if ``distribution`` is not installed."""
+    from packaging.requirements import InvalidRequirement, Requirement
 
-
-def pinned_packages(requirements: str | Path | None) -> list[str]:
-    """Package names listed in a requirements file (DEFAULT_PACKAGES if it is absent)."""
-    if requirements is None or not Path(requirements).exists():
-        return list(DEFAULT_PACKAGES)
-    names = []
-    for line in Path(requirements).read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return sorted(_norm(n) for n in DEFAULT_PACKAGES)
+    seen: dict[str, set[str]] = {}  # distribution -> extras followed
+    todo = [(_norm(distribution), frozenset())]
+    while todo:
+        name, extras = todo.pop()
+        if name in seen and extras <= seen[name]:
             continue
-        m = _REQ.match(line)
-        if m:
-            names.append(m.group(1))
-    return names
+        seen.setdefault(name, set()).update(extras)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # listed, with version "absent"
+        for text in requires:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
+                todo.append((_norm(req.name), frozenset(req.extras)))
+    return sorted(set(seen) - {_norm(distribution)})
 
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def data_key(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{"RNNBOOK_DATA": <the data directory, absolute>}`` when ``RNNBOOK_DATA`` is set, else
+    ``{}`` (the checkout's ``data/``): the part of a chapter's key that says where it writes."""
+    environ = os.environ if environ is None else environ
+    if not environ.get("RNNBOOK_DATA"):
+        return {}
+    return {"RNNBOOK_DATA": str(Path(environ["RNNBOOK_DATA"]).expanduser().resolve())}
 
 
 def installed_versions(names: Iterable[str]) -> dict[str, str]:

@@ -28,7 +28,10 @@ def _positive_int(text: str) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from rnnbook import __version__
+
     parser = argparse.ArgumentParser(prog="rnnbook", description="Build the rnnbook Jupyter Book.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser(
         "build", help="execute the chapters with parameters and build the HTML",
@@ -46,7 +49,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--root", type=Path, default=None,
                    help="the book's root (default: the directory holding _toc.yml at or above the cwd)")
     b.add_argument("--build-dir", type=Path, default=None, help="output directory, named _build (default: ROOT/_build)")
-    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (the default when the output is not a terminal)")
     b.add_argument("-v", "--verbose", action="store_true", help="show Jupyter Book's full log")
     b.add_argument("--no-html", action="store_true", help="execute (and cache) the chapters only")
     b.add_argument("--pdf", action="store_true",
@@ -76,6 +80,11 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interactive() -> bool:
+    """Progress bars only on a terminal: the output (stdout) and where the bars are drawn (stderr)."""
+    return all(getattr(stream, "isatty", lambda: False)() for stream in (sys.stdout, sys.stderr))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     if args.command == "diff":
@@ -98,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["RNNBOOK_WORKERS"] = str(args.workers)
         return build(Options(
             root=root, preset=args.preset, files=args.files, overrides=args.overrides,
-            force=args.force, build_dir=args.build_dir, progress=not args.no_progress,
+            force=args.force, build_dir=args.build_dir, progress=not args.no_progress and _interactive(),
             html=not args.no_html, pdf=args.pdf, verbose=args.verbose, only=args.only, dry_run=args.dry_run,
             executor=args.executor, ray_address=args.ray_address, ray_cpus_per_run=args.ray_cpus_per_run,
         ))
