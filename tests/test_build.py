@@ -5,7 +5,7 @@ import html
 import json
 import io
 import re
-import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -47,6 +47,7 @@ def test_failing_chapter_stops_the_build(toy_book, capsys):
     assert errors and errors[0]["ename"] == "ValueError"
     # the chapter that finished stays cached
     assert len(list((toy_book / "_build" / "executed").glob("chapters__ok-*.ipynb"))) == 1
+    assert not list((toy_book / "_build" / "executing").iterdir())  # no execution left behind
 
     # through the command line: non-zero exit naming chapter, cell and exception
     code = cli.main(["build", "--root", str(toy_book), "--no-progress", "--no-html"])
@@ -72,6 +73,28 @@ def test_failing_chapter_stops_the_build(toy_book, capsys):
     assert "executed" not in out
     code, out = run(toy_book, html=False, force=True)
     assert out.count(" executed") == 2
+
+
+def test_each_execution_has_its_own_notebook(toy_book, monkeypatch):
+    """Simultaneous builds of one checkout never execute through the same notebook: every execution
+    writes into its own folder under _build/executing/, removed once the notebook is cached."""
+    import papermill
+
+    seen, real = [], papermill.execute_notebook
+
+    def spy(source, output, **kwargs):
+        seen.append(Path(output))
+        assert not Path(output).exists()
+        return real(source, output, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", spy)
+    _fix_boom(toy_book)
+    for _ in range(2):
+        assert run(toy_book, html=False, force=True)[0] == 0
+    assert len(seen) == 4 and len({p.parent for p in seen}) == 4
+    executing = toy_book / "_build" / "executing"
+    assert all(p.parent.parent == executing for p in seen)
+    assert not list(executing.iterdir())
 
 
 def test_parameters_reach_the_kernel(toy_book):
@@ -237,7 +260,7 @@ def _text(page: str) -> str:
 def test_quick_build_of_the_whole_book(repo_root, quick_book):
     build_dir = quick_book.build_dir
     src_before = quick_book.src_digest
-    code, out, cold = quick_book.code, quick_book.output, quick_book.seconds
+    code, out = quick_book.code, quick_book.output  # its time is the bench's business, not a test's
     assert code == 0, out
     html_dir = quick_book.html_dir
     chapters = build.find_chapters(repo_root)
@@ -265,14 +288,10 @@ def test_quick_build_of_the_whole_book(repo_root, quick_book):
     for title in re.findall(r"^\s*title\s*=\s*\{(.+)\},?\s*$", bib, flags=re.M):
         words = re.sub(r"[{}\\]", "", title).split()[:3]
         assert " ".join(words).lower() in biblio.lower(), f"bibliography lacks {title!r}"
-    assert cold < 180, f"quick build took {cold:.0f} s"
 
-    # an unchanged rebuild executes nothing and is fast
+    # an unchanged rebuild executes nothing
     if src_digest() != src_before:  # only in a checkout shared with people editing src/
         pytest.skip("src/rnnbook changed during the build; the warm rebuild would re-execute")
-    t0 = time.time()
     code, out = run(repo_root, preset="quick", build_dir=build_dir)
-    warm = time.time() - t0
     assert code == 0, out
     assert " executed" not in out
-    assert warm < 30, f"unchanged rebuild took {warm:.0f} s"
