@@ -272,7 +272,9 @@ def test_page_values_tally_leaves_the_generator_check_out():
     assert values["repro_check_word"] == "generator check passed"
     assert values["repro_bar"] == pytest.approx(1 / 24) and values["repro_bar_sum"] == pytest.approx(1 / 6)
     assert values["repro_scale_factor"] == 4 and values["repro_chance_adding"] == pytest.approx(0.64)
-    assert "does not train both" in values["repro_init_adding"]
+    assert "does not train both" in values["repro_init_adding_verdict"]
+    assert values["repro_verdict_temporal_order_lstm"] == "not at this budget"
+    assert not [k for k in values if k.startswith("repro_verdict_") and "generator" in k]  # repro_check_word
 
 
 # ------------------------------------------------------------------ figures

@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -558,10 +559,13 @@ def page_values(res: dict) -> dict:
         "repro_gap": PASCANU_MAX_UPDATES / p["repro_max_updates"],
         "repro_verdicts": "; ".join(f"{v}: {int(tally.get(v, 0))}" for v in VERDICTS if tally.get(v, 0)) or "none",
         "repro_order_text": order_text(order),
-        "repro_init_adding": init_text(init.get("adding"), "adding"),
-        "repro_init_order": init_text(init.get("order"), "temporal-order"),
+        "repro_init_adding_verdict": init_text(init.get("adding"), "adding"),
+        "repro_init_order_verdict": init_text(init.get("order"), "temporal-order"),
         "repro_min_p": min_p(n_seeds), "repro_min_p_text": min_p_text(n_seeds),
         "repro_rule": verdicts.RULE_TEXT,
+        # each row's verdict under its own name, for rnnbook diff (rnnbook.book.values)
+        **{"repro_verdict_" + re.sub(r"[^a-z0-9]+", "_", f"{t} {c}".lower()).strip("_"): v
+           for t, c, v in zip(s["task"], s["configuration"], s["verdict"]) if t != CHECK_TASK},
     }
 
 
