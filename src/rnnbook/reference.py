@@ -177,6 +177,31 @@ def load(directory: str | Path | None = None) -> dict[str, dict]:
     return records
 
 
+_LOADED: dict[tuple, dict] = {}
+
+
+def cached_load(directory: str | Path | None = None) -> dict[str, dict]:
+    """:func:`load`, read again only when a part file of the store changed (size or time)."""
+    directory = Path(directory) if directory is not None else store_dir()
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.jsonl.gz")))
+    if (str(directory), stamp) not in _LOADED:
+        _LOADED.clear()
+        _LOADED[(str(directory), stamp)] = load(directory)
+    return _LOADED[(str(directory), stamp)]
+
+
+def part_name(name: str) -> str:
+    """The part file this process appends to: ``<name>-<date>-<pid>`` (one per computing process,
+    so parts can be committed as they grow and two processes never write one file)."""
+    global _PART_STAMP
+    if _PART_STAMP is None:
+        _PART_STAMP = time.strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{_PART_STAMP}-{os.getpid()}"
+
+
+_PART_STAMP: str | None = None
+
+
 def append(config, record: dict, name: str, directory: str | Path | None = None) -> None:
     """Append ``record`` of ``config`` (compacted, with provenance) to ``<name>.jsonl.gz``."""
     directory = Path(directory) if directory is not None else store_dir()

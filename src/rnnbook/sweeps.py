@@ -341,7 +341,7 @@ def with_seeds(configs, seeds) -> list[TrainConfig]:
 
 
 def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc: str = "sweep",
-              labels=None, executor=None) -> pd.DataFrame:
+              labels=None, executor=None, store: str | None = None) -> pd.DataFrame:
     """Run (or load) every configuration x seed; one row per run, in the order of the grid.
 
     Args:
@@ -353,6 +353,10 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
             stored in the ``label`` column.
         executor: a :class:`LocalExecutor` or :class:`RayExecutor` for the runs not cached
             (default: :func:`executor_from_env`).
+        store: the name of the shipped reference records these runs belong to
+            (:mod:`rnnbook.reference`): in its ``read`` mode a shipped record stands in for its
+            run; in ``write`` mode (``rnnbook build --recompute``) computed runs are appended to
+            the store as well; None or mode ``off``: the store is not used.
 
     Finished runs are written to the cache as they arrive (a failed run never is), so an
     interrupted sweep resumes. The progress bar (runs finished / total) goes to the terminal
@@ -371,8 +375,16 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
         first.setdefault(key, cfg)
     bar = tqdm(total=len(jobs), desc=desc, unit="run", file=sys.__stderr__, leave=False, dynamic_ncols=True)
     records: dict[str, dict] = {}
+    from rnnbook import reference
+
+    mode = reference.mode() if store else "off"
+    shipped = reference.cached_load() if mode != "off" else {}
     for key, cfg in first.items():
-        record = _load(run_path(cfg, cache_dir)) if cache_dir is not None else None
+        record = shipped.get(reference.protocol_key(cfg)) if shipped else None
+        if record is None and cache_dir is not None:
+            record = _load(run_path(cfg, cache_dir))
+            if record is not None and mode == "write":  # computed earlier, not yet in the store
+                reference.append(cfg, record, reference.part_name(store))
         if record is not None:
             records[key] = record
             bar.update(keys.count(key))
@@ -382,6 +394,8 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
         key = missing[i]
         if cache_dir is not None and not record.get("failed"):
             _store(run_path(first[key], cache_dir), _dumps(record))
+        if mode == "write" and not record.get("failed"):
+            reference.append(first[key], record, reference.part_name(store))
         if record.get("failed"):
             print(f"{desc}: run {first[key]} failed: {record['error']}", file=sys.__stderr__, flush=True)
         records[key] = record
@@ -409,15 +423,20 @@ def summary_frame(records) -> pd.DataFrame:
         row["failed"] = bool(r.get("failed", False))
         row["error"] = r.get("error")
         row["final_val_acc"] = r["epoch_val_acc"][-1] if r["epoch_val_acc"] else np.nan
-        steps = r["steps"]
+        steps = r.get("steps") or {}
+        if not steps and "check_grad_norm_max" in r:  # a compact record (rnnbook.reference): per-check statistics
+            steps = {"grad_norm": r["check_grad_norm_median"], "max_abs_state": r["check_max_abs_state_max"]}
+            grad_max = np.asarray(r["check_grad_norm_max"], dtype=float)
+        else:
+            grad_max = np.asarray(steps.get("grad_norm", []), dtype=float)
         grad = np.asarray(steps.get("grad_norm", []), dtype=float)
-        finite = grad[np.isfinite(grad)]
+        finite, finite_max = grad[np.isfinite(grad)], grad_max[np.isfinite(grad_max)]
         row["median_grad_norm"] = float(np.median(finite)) if finite.size else np.nan
-        row["max_grad_norm"] = float(np.max(finite)) if finite.size else np.nan
+        row["max_grad_norm"] = float(np.max(finite_max)) if finite_max.size else np.nan
         state = np.asarray(steps.get("max_abs_state", []), dtype=float)
         row["max_abs_state"] = (np.nan if row["failed"] else float(np.nanmax(state))
                                 if state.size and np.isfinite(state).any() else np.inf)
-        row["steps_run"] = len(steps.get("loss", []))
+        row["steps_run"] = int(r.get("updates") or len(steps.get("loss", [])))
         row["record"] = r
         rows.append(row)
     return pd.DataFrame(rows)

@@ -13,7 +13,9 @@ The key of one chapter hashes:
   (:func:`runtime_packages`: the runtime dependencies of the installed ``rnnbook`` and theirs,
   not the ``[test]`` tools nor the ``[ray]`` extra),
 * the data directory when ``RNNBOOK_DATA`` moves it (:func:`data_key`): a chapter writes its
-  runs and data sets there, so a cached chapter would never fill a new one.
+  runs and data sets there, so a cached chapter would never fill a new one,
+* the shipped reference records (:func:`reference_key`): their part files' names and sizes, and
+  the store's mode and place when ``--recompute`` or ``RNNBOOK_REFERENCE`` change them.
 
 Nothing else: not the git commit, not other chapters, not files outside
 ``src/rnnbook``, not :data:`BUILD_ONLY`, not the test tools (upgrading pytest or Playwright
@@ -121,6 +123,22 @@ def data_key(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     if not environ.get("RNNBOOK_DATA"):
         return {}
     return {"RNNBOOK_DATA": str(Path(environ["RNNBOOK_DATA"]).expanduser().resolve())}
+
+
+def reference_key(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The shipped reference records a chapter may read (:mod:`rnnbook.reference`): their mode and
+    a digest of the store's part files (names and sizes), so new records re-execute the chapters."""
+    from rnnbook import reference
+
+    environ = os.environ if environ is None else environ
+    directory = Path(environ.get(reference.STORE_ENV) or reference.store_dir())
+    parts = sorted((p.name, p.stat().st_size) for p in directory.glob("*.jsonl.gz")) if directory.is_dir() else []
+    out = {"RNNBOOK_REFERENCE_STAMP": hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]}
+    if environ.get(reference.MODE_ENV, "read") != "read":
+        out[reference.MODE_ENV] = environ[reference.MODE_ENV]
+    if environ.get(reference.STORE_ENV):
+        out[reference.STORE_ENV] = str(directory.resolve())
+    return out
 
 
 def installed_versions(names: Iterable[str]) -> dict[str, str]:

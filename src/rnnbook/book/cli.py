@@ -66,6 +66,11 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--executor", default="local", choices=EXECUTORS,
                    help="where the chapters' training runs execute: local (worker processes on this machine) "
                         "or ray (one Ray task per run) (default: %(default)s)")
+    b.add_argument("--recompute", action="store_true",
+                   help="compute the reference runs missing from the shipped records (data/reference) and append "
+                        "them there, in part files that can be committed as they grow; resumable")
+    b.add_argument("--reference-dir", type=Path, default=None, metavar="DIR",
+                   help="the reference records' folder (default: data/reference; RNNBOOK_REFERENCE)")
     b.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="with --executor local: worker processes running a sweep's runs side by side, one "
                         "thread each (default: one per core; 1: one run after the other in the kernel)")
@@ -105,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.workers is not None:  # to the kernels, through sweeps.executor_env (RNNBOOK_WORKERS)
             os.environ["RNNBOOK_WORKERS"] = str(args.workers)
+        if args.recompute:  # to the kernels: computed runs are appended to the shipped records
+            from rnnbook import reference
+
+            os.environ[reference.MODE_ENV] = "write"
+        if args.reference_dir is not None:
+            from rnnbook import reference
+
+            os.environ[reference.STORE_ENV] = str(args.reference_dir.resolve())
         return build(Options(
             root=root, preset=args.preset, files=args.files, overrides=args.overrides,
             force=args.force, build_dir=args.build_dir, progress=not args.no_progress and _interactive(),

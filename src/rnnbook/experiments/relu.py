@@ -41,6 +41,8 @@ from rnnbook.experiments.relu_figures import (  # noqa: F401 - the chapter's fig
     km_curves, memo_curves)
 from rnnbook.training import TrainConfig
 
+#: The chapter's shipped reference records (:mod:`rnnbook.reference`): ``data/reference/relu-*.jsonl.gz``.
+STORE = "relu"
 #: Reach: the largest lag at which at least this share of a configuration's seeds succeed.
 REACH_SHARE = 0.75
 #: Names of the chapter's parameters (its ``parameters`` cell).
@@ -217,7 +219,7 @@ def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
 def run(configs, labels, seeds, desc, interfaces=None) -> pd.DataFrame:
     """Run (or load) a grid; one row per run with ``outcome``, ``success``, ``updates`` and, given
     ``interfaces`` (one key per configuration), the ``interface`` level."""
-    runs = outcomes(sweeps.run_sweep(configs, seeds, desc=desc, labels=labels))
+    runs = outcomes(sweeps.run_sweep(configs, seeds, desc=desc, labels=labels, store=STORE))
     runs["accuracy"] = sweeps.accuracy_with_divergence(runs, "chance")
     if interfaces is not None:
         runs["interface"] = [key for key in interfaces for _ in seeds]
