@@ -110,3 +110,43 @@ def test_compare_is_exact_on_the_same_platform_and_tolerant_elsewhere():
     assert R.compare(a, b, 100, tolerance=R.TOLERANCE)["reproduced"]
     assert R.compare(a, b, 75)["reproduced"]  # identical up to the re-run's cap
     assert math.isinf(R.compare(a, _record(checks=(25,), val=(0.1,)), 100)["max_abs_diff"])
+
+
+def _config_and_record(seed, outcome="censored", val=(0.1, 0.3, 0.5, 0.6)):
+    cfg = TrainConfig(seq_len=6, lag=5, seed=seed, max_updates=100, check_every=25, target_acc=0.9)
+    rec = R.compact(_record(outcome, val=val))
+    rec["provenance"] = R.provenance()
+    rec["config"] = cfg.to_dict()
+    return cfg, rec
+
+
+def test_a_rerun_sample_that_reproduces_passes_and_one_that_does_not_names_the_runs():
+    rows = [(*_config_and_record(s), "tanh + orthogonal") for s in range(3)]
+    same = R.rerun_sample(rows, 2, 50, trainer=lambda cfg: _record(val=(0.1, 0.3)), store="relu")
+    assert len(same) == 2 and set(same["reproduced"]) == {"yes"} and set(same["updates re-run"]) == {50}
+    with pytest.raises(R.ReferenceMismatch, match=r"did not reproduce: tanh \+ orthogonal, lag 5, seed \d.*--only relu"):
+        R.rerun_sample(rows, 2, 50, trainer=lambda cfg: _record(val=(0.1, 0.31)), store="relu")
+
+
+def test_runs_not_from_the_store_are_never_sampled():
+    cfg, rec = _config_and_record(0)
+    rec.pop("provenance")
+    assert R.rerun_sample([(cfg, rec, "x")], 4, 50, trainer=lambda c: 1 / 0).empty
+
+
+def test_the_shortest_shipped_runs_reproduce_exactly():
+    """Two shipped reference runs re-run in full and compared check by check: a change to the code
+    that moves a run's numbers fails here (identical on the platform that computed them)."""
+    from rnnbook import sweeps
+
+    store = R.load(R.store_dir())
+    if not store:
+        pytest.skip("no reference records shipped yet (data/reference is empty)")
+    shortest = sorted(store.items(), key=lambda kv: (kv[1].get("updates") or 10 ** 9, kv[0]))[:2]
+    for key, record in shortest:
+        config = TrainConfig(**record["config"])
+        assert R.protocol_key(config) == key
+        again = sweeps.train(config)
+        tol = 0.0 if R.same_platform(record) else R.TOLERANCE
+        result = R.compare(record, again, int(record["updates"]), tol)
+        assert result["reproduced"], (key, result)

@@ -311,3 +311,51 @@ def same_platform(record: dict) -> bool:
     """True when ``record`` was computed on this CPU model with these TensorFlow and Keras versions."""
     p, here = record.get("provenance") or {}, provenance()
     return all(p.get(k) == here.get(k) for k in ("cpu", "tensorflow", "keras", "numpy", "python"))
+
+
+class ReferenceMismatch(RuntimeError):
+    """A shipped record that a re-run did not reproduce: the message names the runs and how to
+    recompute them."""
+
+
+def rerun_sample(rows, k: int, updates: int, seed: int = 0, trainer=None, store: str = "") -> "pd.DataFrame":
+    """Re-run a seeded sample of ``k`` shipped runs (``rows``: ``(config, record, label)`` of runs
+    whose record came from the store) for their first ``updates`` updates (rounded down to a
+    whole number of checks) and compare with the shipped checks (:func:`compare`): identical on
+    the platform that computed them, within :data:`TOLERANCE` elsewhere. Returns one row per
+    re-run; raises :class:`ReferenceMismatch` when one does not reproduce."""
+    import dataclasses as dc
+
+    import pandas as pd
+
+    if trainer is None:
+        from rnnbook.sweeps import train as trainer
+    rows = [(c, r, lab) for c, r, lab in rows if r.get("provenance")]
+    by_key = {protocol_key(c): (c, r, lab) for c, r, lab in rows}
+    out, bad = [], []
+    for key in sample(((k_, r) for k_, (_, r, _) in by_key.items()), k, seed):
+        config, record, label = by_key[key]
+        cap = max(config.check_every, updates // config.check_every * config.check_every)
+        start = time.perf_counter()
+        again = trainer(dc.replace(config, max_updates=min(cap, int(config.max_updates or cap))))
+        exact = same_platform(record)
+        result = compare(record, again, cap, 0.0 if exact else TOLERANCE)
+        out.append({"configuration": label, "lag": config.lag, "seed": config.seed,
+                    "shipped outcome (full cap)": record.get("outcome"), "updates re-run": cap,
+                    "checks compared": result["checks"], "largest difference": result["max_abs_diff"],
+                    "comparison": "identical" if exact else f"within {TOLERANCE:g}",
+                    "reproduced": "yes" if result["reproduced"] else "NO",
+                    "seconds": round(time.perf_counter() - start, 1)})
+        if not result["reproduced"]:
+            bad.append(f"{label}, lag {config.lag}, seed {config.seed} (key {key}): largest difference "
+                       f"{result['max_abs_diff']:.3g}, outcome {result['shipped_outcome']} shipped vs "
+                       f"{result['rerun_outcome']} re-run")
+    if bad:
+        raise ReferenceMismatch(
+            f"{len(bad)} shipped reference run(s) of '{store}' did not reproduce: " + "; ".join(bad) +
+            ". The code now computes other numbers than the records: if that is intended, bump "
+            "rnnbook.reference.PROTOCOL and recompute with `rnnbook build --preset reference --recompute"
+            f" --only {store}`; otherwise find the change that moved them.")
+    return pd.DataFrame(out, columns=["configuration", "lag", "seed", "shipped outcome (full cap)", "updates re-run",
+                                      "checks compared", "largest difference", "comparison", "reproduced",
+                                      "seconds"])

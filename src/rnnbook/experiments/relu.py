@@ -50,7 +50,7 @@ PARAMS = ("seeds", "top_up_seeds", "lag_ladder", "rnn_configs", "lags", "interfa
           "units", "batch_size", "tuning_learning_rates", "tuning_seeds", "tuning_lag", "ablation_interfaces",
           "ablation_lag", "ablation_seeds", "n_val", "n_test", "memo_lag", "memo_n_train",
           "learning_rates", "clip_value", "stability_lag", "stability_max_updates", "widths",
-          "width_learning_rate", "ceiling_epochs")
+          "width_learning_rate", "ceiling_epochs", "rerun_samples", "rerun_updates")
 
 
 def _pick(params: dict) -> dict:
@@ -324,6 +324,7 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     out["logrank"] = logrank_table(out["lag"], role_label("tanh"))
     out["drive"] = drive_table(p, at_lag(base_config(p, 1.0), max(p["lags"])))
     out["budget"] = budget(out["lag"], p)
+    out["rerun"] = rerun(out, p)
     roles = {"tanh": role_label("tanh"), "relu": role_label("relu"), "irnn": role_label("irnn"),
              "tf1": role_label("tf1"),
              "gated": [lab for lab in dict.fromkeys(out["lag"]["label"]) if lab in ("GRU", "LSTM")]}
@@ -332,6 +333,28 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     out["verdicts"] = relu_claims.claim_verdicts(out["lag"], out["lr"], out["width"], roles, BASELINE)
     out["numbers"] = numbers(out)
     return out
+
+
+def shipped_rows(out: dict) -> list[tuple[TrainConfig, dict, str]]:
+    """``(config, record, label)`` of every run of the chapter whose record is a shipped reference
+    record (:mod:`rnnbook.reference`)."""
+    rows = []
+    for key in ("tuning", "lag", "ablation", "memo", "lr", "width"):
+        for rec, label in zip(out[key]["record"], out[key]["label"]):
+            if rec.get("provenance"):
+                rows.append((TrainConfig(**rec["config"]), rec, label))
+    return rows
+
+
+def rerun(out: dict, p: dict) -> pd.DataFrame:
+    """Re-run a seeded sample of the shipped runs the chapter read (``rerun_samples`` of them, for
+    their first ``rerun_updates`` updates) and compare (:func:`rnnbook.reference.rerun_sample`);
+    an empty table when the build read none."""
+    from rnnbook import reference
+
+    seed = int(sum(p["seeds"]) + 7 * len(p["lags"]))  # seeded by the parameters: the same build, the same sample
+    return reference.rerun_sample(shipped_rows(out), int(p["rerun_samples"]), int(p["rerun_updates"]), seed,
+                                  store=STORE)
 
 
 def budget(runs: pd.DataFrame, p: dict) -> dict:
@@ -442,6 +465,7 @@ def page_values(out: dict) -> dict:
         "width_list": ", ".join(str(int(u)) for u in p["widths"]),
         "width_lr": f"`{float(p['width_learning_rate']):g}`",
         "ablation_lag": int(p["ablation_lag"]), "ablation_n_seeds": len(p["ablation_seeds"]),
+        "n_rerun": len(out["rerun"]), "n_shipped": len(shipped_rows(out)),
         "rule_text": V.RULE_TEXT, "alpha": V.ALPHA, "improving_margin": V.IMPROVING_MARGIN,
         "improving_checks": V.IMPROVING_CHECKS,
     }
