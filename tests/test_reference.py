@@ -122,16 +122,16 @@ def _config_and_record(seed, outcome="censored", val=(0.1, 0.3, 0.5, 0.6)):
 
 def test_a_rerun_sample_that_reproduces_passes_and_one_that_does_not_names_the_runs():
     rows = [(*_config_and_record(s), "tanh + orthogonal") for s in range(3)]
-    same = R.rerun_sample(rows, 2, 50, trainer=lambda cfg: _record(val=(0.1, 0.3)), store="relu")
+    same = R.rerun_sample(rows, 2, 50, 0, trainer=lambda cfg: _record(val=(0.1, 0.3)), store="relu")
     assert len(same) == 2 and set(same["reproduced"]) == {"yes"} and set(same["updates re-run"]) == {50}
     with pytest.raises(R.ReferenceMismatch, match=r"did not reproduce: tanh \+ orthogonal, lag 5, seed \d.*--only relu"):
-        R.rerun_sample(rows, 2, 50, trainer=lambda cfg: _record(val=(0.1, 0.31)), store="relu")
+        R.rerun_sample(rows, 2, 50, 0, trainer=lambda cfg: _record(val=(0.1, 0.31)), store="relu")
 
 
 def test_runs_not_from_the_store_are_never_sampled():
     cfg, rec = _config_and_record(0)
     rec.pop("provenance")
-    assert R.rerun_sample([(cfg, rec, "x")], 4, 50, trainer=lambda c: 1 / 0).empty
+    assert R.rerun_sample([(cfg, rec, "x")], 4, 50, 0, trainer=lambda c: 1 / 0).empty
 
 
 def test_the_shortest_shipped_runs_reproduce_exactly():

@@ -131,8 +131,6 @@ def compact(record: dict) -> dict:
 
 def provenance(wall_time: float | None = None) -> dict:
     """Where and with what a record was computed: commit, package versions, CPU, date."""
-    from rnnbook.sweeps import installed_version
-
     try:
         import subprocess
 
@@ -145,6 +143,16 @@ def provenance(wall_time: float | None = None) -> dict:
             "keras": installed_version("keras"), "numpy": installed_version("numpy"),
             "cpu": cpu_name(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"),
             "wall_time": wall_time}
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def cpu_name() -> str:
@@ -318,7 +326,7 @@ class ReferenceMismatch(RuntimeError):
     recompute them."""
 
 
-def rerun_sample(rows, k: int, updates: int, seed: int = 0, trainer=None, store: str = "") -> "pd.DataFrame":
+def rerun_sample(rows, k: int, updates: int, seed: int, trainer, store: str = "") -> "pd.DataFrame":
     """Re-run a seeded sample of ``k`` shipped runs (``rows``: ``(config, record, label)`` of runs
     whose record came from the store) for their first ``updates`` updates (rounded down to a
     whole number of checks) and compare with the shipped checks (:func:`compare`): identical on
@@ -328,8 +336,6 @@ def rerun_sample(rows, k: int, updates: int, seed: int = 0, trainer=None, store:
 
     import pandas as pd
 
-    if trainer is None:
-        from rnnbook.sweeps import train as trainer
     rows = [(c, r, lab) for c, r, lab in rows if r.get("provenance")]
     by_key = {protocol_key(c): (c, r, lab) for c, r, lab in rows}
     out, bad = [], []

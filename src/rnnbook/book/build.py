@@ -32,7 +32,8 @@ from rnnbook.book import chapter_cache, cross_checks, params, pdf, values
 from rnnbook.book.params import ParamError
 from rnnbook.book.provenance import OVERRIDES_ENV, PRESET_ENV
 from rnnbook.book.scope import (  # noqa: F401 - part of the build's interface
-    ChapterPlan, KERNEL, PLAN_MODULE, _environ, _executor, _not_selected, dry_run, placeholder_notebook, planned_runs, print_plan, select_chapters)
+    ChapterPlan, KERNEL, PLAN_MODULE, _environ, _executor, _not_selected, _strip_ext, dry_run, placeholder_notebook,
+    planned_runs, print_plan, select_chapters)
 
 #: Directories of the repository that never go into the assembled book source.
 NOT_BOOK = {"_build", "src", "tests", "data", "presets", "build", "dist", "node_modules", "__pycache__"}
@@ -70,13 +71,6 @@ def toc_docnames(root: Path) -> list[str]:
     out.append(str(toc["root"]))
     walk({k: v for k, v in toc.items() if k in ("parts", "chapters", "sections")})
     return [_strip_ext(d) for d in out]
-
-
-def _strip_ext(docname: str) -> str:
-    for ext in (".md", ".ipynb", ".rst"):
-        if docname.endswith(ext):
-            return docname[: -len(ext)]
-    return docname
 
 
 def source_of(root: Path, docname: str) -> Path:

@@ -36,32 +36,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: The mime type of a file the Sphinx extension writes beside the page.
-FILE_MIME = "application/vnd.rnnbook.file+json"
-#: The mime type of a figure's alt text.
-ALT_MIME = "application/vnd.rnnbook.alt+json"
-#: Glue-key prefixes of those two.
-FILE_PREFIX, ALT_PREFIX = "rnnbook-file:", "rnnbook-alt:"
-#: Where the headline figure is published (site root), the pages' OpenGraph image.
-HEADLINE_IMAGE = "/_static/rnnbook-headline.png"
-#: Replaced at build time by the page's docname (``chapters/relu``) and its last part (``relu``).
-DOC_TOKEN, PAGE_TOKEN = "RNNBOOKDOCNAME", "RNNBOOKPAGENAME"
+from rnnbook.book.files import (  # noqa: F401 - the files' names and helpers, re-exported
+    ALT_MIME, ALT_PREFIX, DOC_TOKEN, FILE_MIME, FILE_PREFIX, HEADLINE_IMAGE, PAGE_TOKEN, _Glued, data_link, publish)
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class FigureDataError(ValueError):
     """A figure key or its data cannot be published."""
-
-
-class _Glued:
-    """A value glued under a custom mime type (never displayed)."""
-
-    def __init__(self, mime: str, payload: dict):
-        self.mime, self.payload = mime, payload
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        return {self.mime: self.payload, "text/plain": f"<{self.mime}>"}
 
 
 def check_key(key: str) -> str:
@@ -95,18 +77,6 @@ def csv_text(data: Any) -> str:
     return buf.getvalue()
 
 
-def publish(name: str, content: str | bytes) -> None:
-    """Write ``content`` as file ``name`` beside the page in the built site (via the notebook);
-    a ``name`` starting with ``/`` is relative to the site's root instead."""
-    import base64
-
-    from myst_nb import glue
-
-    payload = {"name": name, "text": content} if isinstance(content, str) else \
-        {"name": name, "base64": base64.b64encode(content).decode()}
-    glue(FILE_PREFIX + name, _Glued(FILE_MIME, payload), display=False)
-
-
 def alt_text(fig) -> str:
     """What a matplotlib figure shows, read off its axes: per panel the title, y against x and
     the legend entries; e.g. "test accuracy against time lag; lines: tanh + orthogonal, GRU"."""
@@ -135,11 +105,6 @@ def cite_line(key: str) -> str:
 
     cff = citation.load_cff(repo_root() / "CITATION.cff")
     return citation.figure_reference(check_key(key), DOC_TOKEN, commit=provenance.git_state(), cff=cff)
-
-
-def data_link(filename: str, label: str = "Data (CSV)", kind: str = "rnnbook-data") -> str:
-    """Inline HTML of a download link to ``filename`` beside the page (class ``kind``)."""
-    return f'<a class="{kind} reference download" href="{filename}" download="{filename}">{label}</a>'
 
 
 def _glue_md(key: str, text: str) -> None:

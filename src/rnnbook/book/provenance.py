@@ -159,7 +159,7 @@ def rebuild_command(filename: str) -> str:
 def markdown(namespace: Mapping[str, Any] | None = None, *, now: float | None = None) -> str:
     """The provenance block as MyST Markdown: every parameter in full, the link to
     ``<page>.params.yaml`` and the command that rebuilds the page from it."""
-    from rnnbook.book.figures import PAGE_TOKEN, data_link
+    from rnnbook.book.files import PAGE_TOKEN, data_link
 
     namespace = namespace or {}
     now = time.time() if now is None else now
@@ -195,7 +195,7 @@ def block(namespace: Mapping[str, Any] | None = None) -> None:
     in a chapter's last cell: ``block(globals())`` or ``block({"seed": seed, ...})``)."""
     from IPython.display import Markdown, display
 
-    from rnnbook.book.figures import PAGE_TOKEN, publish
+    from rnnbook.book.files import PAGE_TOKEN, publish
 
     namespace = namespace or {}
     publish(f"{PAGE_TOKEN}.params.yaml", params_yaml(parameters(namespace)))

@@ -8,22 +8,25 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from rnnbook.book import chapter_cache, params
 from rnnbook.book.params import ParamError
 
-if TYPE_CHECKING:  # build imports this module
-    from rnnbook.book.build import Chapter, Job
-
 KERNEL = "python3"
 
 
-def select_chapters(chapters: list[Chapter], only: Iterable[str]) -> set[str]:
+def _strip_ext(docname: str) -> str:
+    """``chapters/relu.md`` -> ``chapters/relu``."""
+    for ext in (".md", ".ipynb", ".rst"):
+        if docname.endswith(ext):
+            return docname[: -len(ext)]
+    return docname
+
+
+def select_chapters(chapters: list["Chapter"], only: Iterable[str]) -> set[str]:
     """The docnames ``--only`` names (a docname such as ``chapters/relu`` or its stem ``relu``);
     every chapter when ``only`` is empty. An unknown name is a ParamError listing the chapters."""
-    from rnnbook.book.build import _strip_ext
-
     names = [n.strip() for item in only for n in str(item).split(",") if n.strip()]
     if not names:
         return {c.docname for c in chapters}

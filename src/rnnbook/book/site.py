@@ -39,7 +39,7 @@ from docutils.parsers.rst import Directive
 from sphinx import addnodes
 
 from rnnbook.book import citation
-from rnnbook.book.figures import ALT_MIME, ALT_PREFIX, DOC_TOKEN, FILE_MIME, FILE_PREFIX, PAGE_TOKEN
+from rnnbook.book.files import ALT_MIME, ALT_PREFIX, DOC_TOKEN, FILE_MIME, FILE_PREFIX, PAGE_TOKEN
 
 BIB_FILE = "rnnbook.bib"
 #: Overrides ``html.baseurl`` of ``_config.yml`` (set empty: no base URL, relative addresses).

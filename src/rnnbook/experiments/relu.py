@@ -354,7 +354,7 @@ def rerun(out: dict, p: dict) -> pd.DataFrame:
 
     seed = int(sum(p["seeds"]) + 7 * len(p["lags"]))  # seeded by the parameters: the same build, the same sample
     return reference.rerun_sample(shipped_rows(out), int(p["rerun_samples"]), int(p["rerun_updates"]), seed,
-                                  store=STORE)
+                                  sweeps.train, store=STORE)
 
 
 def budget(runs: pd.DataFrame, p: dict) -> dict:
