@@ -215,8 +215,9 @@ def spike_ratio(norms, warmup: int = SPIKE_WARMUP) -> float:
     """The run's largest gradient-norm spike: the largest ratio of an update's global gradient norm
     to the median of the norms of the updates before it, from update ``warmup`` on (so at least
     ``warmup`` norms make the median). Against the median *before* the update, a run whose
-    gradient collapses (a dead ReLU network) does not count its first updates as a spike. Inf at
-    a non-finite norm; NaN for a run too short to measure.
+    gradient collapses (a dead ReLU network) does not count its first updates as a spike; a
+    gradient that rises tenfold and stays up (a network leaving a plateau of its loss) does count.
+    Inf at a non-finite norm; NaN for a run too short to measure.
 
     Example:
         >>> spike_ratio([1.0, 1.2, 0.8, 1.0, 0.9, 1.1, 12.0, 1.0])
