@@ -6,7 +6,9 @@ every image has a non-zero natural width and alt text, figures are not shrunk be
 size at the content width, math is typeset (MathJax from ``_static``), every internal link and
 anchor resolves, every "Data" link downloads a CSV with a header and a row, and a screenshot is
 saved under ``_build/screenshots/``. Every figure's caption has a "Data" link. The search page
-finds a word from a chapter.
+finds a word from a chapter. The pages are those of the built book's table of contents, so a
+build with other parameters than the defaults (the quick one) includes the page "Compared with the
+default book". On every trained chapter, the code of a figure is collapsed and one click shows it.
 
 Without Chromium the tests are skipped with how to install it (``apt-get install -y chromium``;
 ``.ci/run`` does it); in CI (``CI`` set) they fail instead. ``RNNBOOK_SITE=_build/html`` checks an
@@ -97,10 +99,12 @@ def browser():
 
 
 def book_pages(site_dir: Path) -> list[str]:
-    """The HTML path of every page of the book, in reading order (from ``_toc.yml``)."""
+    """The HTML path of every page of the book, in reading order (from the ``_toc.yml`` the site
+    was built from, ``_build/src``, which lists the comparison page of a non-default build)."""
     from rnnbook.book import build
 
-    pages = [f"{d}.html" for d in build.toc_docnames(ROOT)]
+    built = site_dir.parent / "src"
+    pages = [f"{d}.html" for d in build.toc_docnames(built if (built / "_toc.yml").is_file() else ROOT)]
     missing = [p for p in pages if not (site_dir / p).is_file()]
     assert not missing, f"pages of _toc.yml missing from {site_dir}: {missing}"
     return pages
@@ -223,3 +227,32 @@ def test_search_finds_a_word_from_a_chapter(browser, server, site_dir):
     found = page.eval_on_selector_all("ul.search li a", "els => els.map(e => e.getAttribute('href'))")
     context.close()
     assert any("chapters/" in (h or "") for h in found), found
+
+
+#: The chapters that train models: each shows the code of its figures collapsed.
+TRAINED_CHAPTERS = ("why_tanh", "gradients", "relu", "clipping", "reproductions")
+
+
+def test_a_figures_code_is_collapsed_and_one_click_shows_it(browser, server, site_dir):
+    """On every trained chapter the first figure's code cell (``hide-input``) shows a toggle, not
+    its code; clicking the toggle shows the code that glues the figure."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    problems = []
+    for chapter in TRAINED_CHAPTERS:
+        page.goto(f"{server}chapters/{chapter}.html", wait_until="networkidle")
+        cells = page.locator("div.cell.tag_hide-input").filter(has_text="glue_figure(")
+        if cells.count() == 0:
+            problems.append(f"{chapter}: no collapsed figure code (a hide-input cell calling glue_figure)")
+            continue
+        cell = cells.first
+        code = cell.locator("div.cell_input")
+        if code.is_visible():
+            problems.append(f"{chapter}: the figure's code is shown before it is asked for")
+        cell.locator("details.above-input > summary").click()
+        code.wait_for(state="visible")
+        if "glue_figure(" not in code.inner_text():
+            problems.append(f"{chapter}: the expanded cell does not show the figure's code")
+    context.close()
+    assert not problems, "\n".join(problems)
