@@ -4,11 +4,13 @@ Keras computes every step of a recurrent layer inside a generic loop whose gradi
 TensorFlow derives step by step. Here the input projection ``x K + b`` of every gate
 and every step is one large matrix product (:func:`input_projection`, done once per
 distinct image by :mod:`rnnbook.models`), the forward loop does only the recurrent
-part, and back-propagation through time is written out by hand: everything that
-does not depend on the reverse carry (gates, activation slopes) is recomputed for all
-steps at once after the forward loop, so the reverse loop does small matrix products
-(one per gate) and a few element-wise operations per step. Both loops run :data:`UNROLL`
-steps per iteration.
+part, and back-propagation through time is written out by hand. For the SimpleRNN the
+activation slopes are recomputed for all steps at once after the forward loop; the GRU and
+LSTM keep their gate pre-activations from the forward loop, so the reverse loop does no
+recurrent product again, only element-wise work and one product with ``R^T`` per step,
+and emits the gradients of the input projections in place. Both loops run :data:`UNROLL`
+steps per iteration. An evaluation needs only the last state: :func:`final_state` runs the
+same steps forward and keeps nothing else.
 
 The cells, as in Keras 3 (``s`` the activation, ``σ`` the recurrent activation):
 
@@ -45,69 +47,56 @@ def activation_slope(activation, pre_activation):
 def _loop(step, carry, xs, ys_like, unroll, reverse=False):
     """Run ``carry, ys_t = step(carry, xs_t)`` over time-major tensors ``xs`` (tuples).
 
-    ``unroll`` steps run per iteration of a ``tf.while_loop`` when T is static (the ``T % unroll``
-    ragged steps at the start run outside the loop); ``ys_like`` gives the shape of one step's
-    outputs. Returns the final carry and the outputs stacked ``(T, ...)`` in time order. (A
-    ``while_loop`` writing one ``TensorArray`` entry per iteration measured 10-20 % faster here
-    than ``tf.scan`` over the same chunks.)
+    ``unroll`` steps run per iteration of a ``tf.while_loop`` (the ``T % unroll`` ragged steps at
+    the start run outside it); ``ys_like`` gives the shape of one step's outputs. Returns the final
+    carry and the outputs stacked ``(T, ...)`` in time order. Each step writes its outputs into a
+    ``TensorArray`` of T entries, stacked once at the end (per-chunk stacks joined to the ragged
+    steps copied every output twice more: the gated cells' kept pre-activations made that costly).
     """
-    steps = xs[0].shape[0]
-    unroll = unroll if steps is not None else 1
-    head = steps % unroll if steps is not None else 0
-    carry = tuple(carry)
+    steps = int(xs[0].shape[0])
+    head = steps % unroll
+    arrays = tuple(tf.TensorArray(y.dtype, size=steps, element_shape=y.shape) for y in ys_like)
 
-    def run_head(carry, outputs, order):
-        for t in order:
+    def run(carry, arrays, times):
+        for t in times:
             carry, ys = step(carry, tuple(x[t] for x in xs))
-            outputs[t] = ys
-        return carry
+            arrays = tuple(a.write(t, y) for a, y in zip(arrays, ys))
+        return tuple(carry), arrays
 
-    def chunk_step(carry, chunk):
-        out = [None] * unroll
-        for i in (reversed(range(unroll)) if reverse else range(unroll)):
-            carry, out[i] = step(carry, tuple(x[i] for x in chunk))
-        return tuple(carry), tuple(tf.stack([o[k] for o in out]) for k in range(len(ys_like)))
+    chunks = (steps - head) // unroll
 
-    def run_body(carry):
-        body = tuple(x[head:] for x in xs)
-        if steps is not None and steps - head == 0:
-            return carry, None
-        chunks = tuple(tf.reshape(x, tf.concat([[-1, unroll], tf.shape(x)[1:]], 0)) for x in body)
-        n = tf.shape(chunks[0])[0]
-        arrays = tuple(tf.TensorArray(y.dtype, size=n) for y in ys_like)
+    def iteration(i, carry, arrays):
+        first = head + ((chunks - 1 - i) if reverse else i) * unroll
+        times = [first + k for k in range(unroll)]
+        return (i + 1, *run(carry, arrays, reversed(times) if reverse else times))
 
-        def cond(i, carry, arrays):
-            return i < n
+    def body(carry, arrays):
+        if not chunks:
+            return carry, arrays
+        _, carry, arrays = tf.while_loop(lambda i, carry, arrays: i < chunks, iteration,
+                                         (tf.constant(0), carry, arrays))
+        return carry, arrays
 
-        def iteration(i, carry, arrays):
-            at = n - 1 - i if reverse else i
-            chunk = tuple(x[at] for x in chunks)
-            carry, outs = chunk_step(carry, chunk)
-            return i + 1, carry, tuple(a.write(at, o) for a, o in zip(arrays, outs))
-
-        _, last, arrays = tf.while_loop(cond, iteration, (tf.constant(0), carry, arrays))
-        return tuple(last), tuple(tf.reshape(a.stack(), tf.concat([[-1], tf.shape(y)], 0))
-                                  for a, y in zip(arrays, ys_like))
-
-    head_out = [None] * head
+    carry = tuple(carry)
     if reverse:
-        carry, body_out = run_body(carry)
-        carry = run_head(carry, head_out, reversed(range(head)))
+        carry, arrays = run(*body(carry, arrays), reversed(range(head)))
     else:
-        carry = run_head(carry, head_out, range(head))
-        carry, body_out = run_body(carry)
-    ys = []
-    for k in range(len(ys_like)):
-        parts = [tf.stack([o[k] for o in head_out])] if head else []
-        parts += [body_out[k]] if body_out is not None else []
-        ys.append(parts[0] if len(parts) == 1 else tf.concat(parts, axis=0))
-    return carry, tuple(ys)
+        carry, arrays = body(*run(carry, arrays, range(head)))
+    return carry, tuple(a.stack() for a in arrays)
+
+
+def _slope(activation, pre, out):
+    """``s'(pre)`` where ``out = s(pre)``: tanh and sigmoid from their output, as TensorFlow's own
+    gradients compute them; any other activation by differentiating it (:func:`activation_slope`)."""
+    if activation is keras.activations.tanh:
+        return 1 - out * out
+    if activation is keras.activations.sigmoid:
+        return out * (1 - out)
+    return activation_slope(activation, pre)
 
 
 def _gates(x, n: int) -> list:
-    """``x (..., n U)`` as ``n`` tensors ``(..., U)``, one per gate. The gated cells keep one
-    recurrent matrix product per gate: measured here faster than one product for all gates
-    followed by column slices (GRU forward 9.3 ms against 13 ms at T = 100, batch 128, 64 units)."""
+    """``x (..., n U)`` as ``n`` tensors ``(..., U)``, one per gate."""
     return tf.split(x, n, axis=-1)
 
 
@@ -162,47 +151,47 @@ def recur_gru(projected, recurrent_kernel, recurrent_bias, activation, recurrent
               unroll: int | None = None):
     """GRU states ``(T, B, U)`` (Keras ``reset_after=True``) from time-major input projections
     ``p (T, B, 3U)`` (gates z, r, h; input bias included), ``R (U, 3U)`` and the recurrent bias
-    ``(3U,)``; differentiable in all three by hand-written BPTT."""
+    ``(3U,)``; differentiable in all three by hand-written BPTT. The forward loop keeps each step's
+    gate pre-activations and recurrent candidate term; the backward loop reuses them (no recurrent
+    product again, only element-wise activations) and emits the gradients in place."""
     unroll = UNROLL if unroll is None else int(unroll)
 
     @tf.custom_gradient
     def _recur(p, r, b):
-        (r_z, r_r, r_h), (b_z, b_r, b_h) = _gates(r, 3), _gates(b, 3)
-        p_z, p_r, p_h = _gates(p, 3)
-        x_z, x_r = p_z + b_z, p_r + b_r
+        units = r.shape[0]
+        r_zr, r_h = r[:, :2 * units], r[:, 2 * units:]
+        b_zr, b_h = b[:2 * units], b[2 * units:]
 
         def forward(c, x):
             h = c[0]
-            z = recurrent_activation(x[0] + tf.matmul(h, r_z))
-            reset = recurrent_activation(x[1] + tf.matmul(h, r_r))
-            candidate = activation(x[2] + reset * (tf.matmul(h, r_h) + b_h))
-            h = z * h + (1 - z) * candidate
-            return (h,), (h,)
+            a_zr = (x[0][:, :2 * units] + b_zr) + tf.matmul(h, r_zr)
+            z, reset = _gates(recurrent_activation(a_zr), 2)
+            rec_h = tf.matmul(h, r_h) + b_h
+            h = z * h + (1 - z) * activation(x[0][:, 2 * units:] + reset * rec_h)
+            return (h,), (h, a_zr, rec_h)
 
-        zeros = tf.zeros_like(p_h[0])
-        _, (states,) = _loop(forward, (zeros,), (x_z, x_r, p_h), (zeros,), unroll)
+        zeros = tf.zeros_like(p[0][:, :units])
+        _, (states, a_zr, rec_h) = _loop(forward, (zeros,), (p,), (zeros, p[0][:, :2 * units], zeros), unroll)
 
         def grad(d_states):
             previous = _previous(states)
-            a_z, a_r = x_z + _flat_matmul(previous, r_z), x_r + _flat_matmul(previous, r_r)
-            z, reset = recurrent_activation(a_z), recurrent_activation(a_r)
-            rec_h = _flat_matmul(previous, r_h) + b_h
-            a_h = p_h + reset * rec_h
-            d_a_h = (1 - z) * activation_slope(activation, a_h)    # dL/da_h = dL/dh_t * d_a_h
-            to_z = (previous - activation(a_h)) * activation_slope(recurrent_activation, a_z)
-            to_r = d_a_h * rec_h * activation_slope(recurrent_activation, a_r)
-            to_h = d_a_h * reset                                   # dL/d(h R_h + b_h) = dL/dh_t * to_h
-            r_zt, r_rt, r_ht = (tf.transpose(k) for k in (r_z, r_r, r_h))
+            r_t = tf.transpose(r)
 
             def back(c, x):
-                d_h = x[0] + c[0]
-                return (d_h * x[1] + tf.matmul(d_h * x[2], r_zt) + tf.matmul(d_h * x[3], r_rt)
-                        + tf.matmul(d_h * x[4], r_ht),), (d_h,)
+                d_state, a_zr, rec_h, p_t, h_prev = x
+                zr = recurrent_activation(a_zr)
+                (z, reset), (s_z, s_r) = _gates(zr, 2), _gates(_slope(recurrent_activation, a_zr, zr), 2)
+                a_h = p_t[:, 2 * units:] + reset * rec_h
+                candidate = activation(a_h)
+                d_h = d_state + c[0]
+                d_a_h = d_h * ((1 - z) * _slope(activation, a_h, candidate))
+                d_a_z = d_h * (h_prev - candidate) * s_z
+                d_a_r = d_a_h * rec_h * s_r
+                d_rec = tf.concat([d_a_z, d_a_r, d_a_h * reset], axis=-1)  # dL/d(h R + b_rec)
+                return (d_h * z + tf.matmul(d_rec, r_t),), (d_rec, tf.concat([d_a_z, d_a_r, d_a_h], axis=-1))
 
-            _, (d_h,) = _loop(back, (zeros,), (d_states, z, to_z, to_r, to_h), (zeros,), unroll, reverse=True)
-            d_a_z, d_a_r = d_h * to_z, d_h * to_r
-            d_rec = tf.concat([d_a_z, d_a_r, d_h * to_h], axis=-1)
-            d_p = tf.concat([d_a_z, d_a_r, d_h * d_a_h], axis=-1)
+            _, (d_rec, d_p) = _loop(back, (zeros,), (d_states, a_zr, rec_h, p, previous), (p[0], p[0]), unroll,
+                                    reverse=True)
             return d_p, _weight_grad(previous, d_rec), tf.reduce_sum(d_rec, axis=[0, 1])
 
         return states, grad
@@ -212,53 +201,112 @@ def recur_gru(projected, recurrent_kernel, recurrent_bias, activation, recurrent
 
 def recur_lstm(projected, recurrent_kernel, activation, recurrent_activation, unroll: int | None = None):
     """LSTM hidden states ``(T, B, U)`` from time-major input projections ``p (T, B, 4U)`` (gates
-    i, f, c, o; bias included) and ``R (U, 4U)``; differentiable in both by hand-written BPTT."""
+    i, f, c, o; bias included) and ``R (U, 4U)``; differentiable in both by hand-written BPTT. The
+    forward loop keeps each step's gate pre-activations ``p_t + h_{t-1} R`` and cell state; the
+    backward loop reuses them (no recurrent product again, only element-wise activations) and
+    emits the gradient of the pre-activations in place."""
     unroll = UNROLL if unroll is None else int(unroll)
 
     @tf.custom_gradient
     def _recur(p, r):
-        r_i, r_f, r_g, r_o = _gates(r, 4)
-        p_i, p_f, p_g, p_o = _gates(p, 4)
+        units = r.shape[0]
 
         def forward(carry, x):
             h, c = carry
-            i = recurrent_activation(x[0] + tf.matmul(h, r_i))
-            f = recurrent_activation(x[1] + tf.matmul(h, r_f))
-            c = f * c + i * activation(x[2] + tf.matmul(h, r_g))
-            h = recurrent_activation(x[3] + tf.matmul(h, r_o)) * activation(c)
-            return (h, c), (h, c)
+            a = x[0] + tf.matmul(h, r)
+            i, f, _, o = _gates(recurrent_activation(a), 4)
+            c = f * c + i * activation(a[:, 2 * units:3 * units])
+            h = o * activation(c)
+            return (h, c), (h, c, a)
 
-        zeros = tf.zeros_like(p_i[0])
-        _, (states, cells) = _loop(forward, (zeros, zeros), (p_i, p_f, p_g, p_o), (zeros, zeros), unroll)
+        zeros = tf.zeros_like(p[0][:, :units])
+        _, (states, cells, pre) = _loop(forward, (zeros, zeros), (p,), (zeros, zeros, p[0]), unroll)
 
         def grad(d_states):
-            previous = _previous(states)
-            a_i, a_f, a_g, a_o = (x + _flat_matmul(previous, k)
-                                  for x, k in zip((p_i, p_f, p_g, p_o), (r_i, r_f, r_g, r_o)))
-            i, f = recurrent_activation(a_i), recurrent_activation(a_f)
-            to_cell = recurrent_activation(a_o) * activation_slope(activation, cells)  # dL/dc_t gains dL/dh_t * to_cell
-            to_i = activation(a_g) * activation_slope(recurrent_activation, a_i)       # dL/da_i = dL/dc_t * to_i
-            to_f = _previous(cells) * activation_slope(recurrent_activation, a_f)
-            to_g = i * activation_slope(activation, a_g)
-            to_o = activation(cells) * activation_slope(recurrent_activation, a_o)     # dL/da_o = dL/dh_t * to_o
-            r_it, r_ft, r_gt, r_ot = (tf.transpose(k) for k in (r_i, r_f, r_g, r_o))
+            r_t = tf.transpose(r)
 
             def back(carry, x):
-                d_state, gain, forget, to_i, to_f, to_g, to_o = x
+                d_state, a, c, c_prev = x
+                gates = recurrent_activation(a)
+                (i, f, _, o), (s_i, s_f, _, s_o) = _gates(gates, 4), _gates(_slope(recurrent_activation, a, gates), 4)
+                a_g = a[:, 2 * units:3 * units]
+                g, t_c = activation(a_g), activation(c)
                 d_h = d_state + carry[0]
-                d_c = carry[1] + d_h * gain
-                d_h_prev = (tf.matmul(d_c * to_i, r_it) + tf.matmul(d_c * to_f, r_ft) + tf.matmul(d_c * to_g, r_gt)
-                            + tf.matmul(d_h * to_o, r_ot))
-                return (d_h_prev, d_c * forget), (d_h, d_c)
+                d_c = carry[1] + d_h * o * _slope(activation, c, t_c)
+                d_a = tf.concat([d_c * g * s_i, d_c * c_prev * s_f, d_c * i * _slope(activation, a_g, g),
+                                 d_h * t_c * s_o], axis=-1)
+                return (tf.matmul(d_a, r_t), d_c * f), (d_a,)
 
-            _, (d_h, d_c) = _loop(back, (zeros, zeros), (d_states, to_cell, f, to_i, to_f, to_g, to_o),
-                                  (zeros, zeros), unroll, reverse=True)
-            d_z = tf.concat([d_c * to_i, d_c * to_f, d_c * to_g, d_h * to_o], axis=-1)
-            return d_z, _weight_grad(previous, d_z)
+            _, (d_a,) = _loop(back, (zeros, zeros), (d_states, pre, cells, _previous(cells)), (p[0],), unroll,
+                              reverse=True)
+            return d_a, _weight_grad(_previous(states), d_a)
 
         return states, grad
 
     return _recur(tf.convert_to_tensor(projected), tf.convert_to_tensor(recurrent_kernel))
+
+
+def _forward_only(step, carry, steps: int, unroll: int):
+    """``carry = step(carry, t)`` for t = 0 .. ``steps`` - 1 (``t`` a Python int for the ragged
+    head, a scalar tensor inside the ``tf.while_loop``), ``unroll`` steps per iteration; the final
+    carry. Nothing per step is kept."""
+    head = steps % unroll
+    carry = tuple(carry)
+    for t in range(head):
+        carry = step(carry, t)
+    n = (steps - head) // unroll
+    if n:
+        def iteration(i, carry):
+            first = head + i * unroll
+            for k in range(unroll):
+                carry = step(carry, first + k)
+            return i + 1, carry
+
+        _, carry = tf.while_loop(lambda i, carry: i < n, iteration, (tf.constant(0), carry))
+    return tuple(carry)
+
+
+def final_state(cell, projected, index=None, unroll: int | None = None):
+    """The last hidden state ``(B, U)`` of a Keras SimpleRNN, GRU or LSTM cell, forward only (an
+    evaluation keeps no state but the last): the same step as :func:`recur`, :func:`recur_gru` and
+    :func:`recur_lstm`. ``projected``: time-major input projections ``(T, B, gates x U)``
+    (:func:`input_projection`), or with ``index (T, B)`` the projections of a bank's images
+    ``(M, gates x U)`` that step ``t`` gathers at ``index[t]`` (no ``(T, B, gates x U)`` tensor)."""
+    unroll = UNROLL if unroll is None else int(unroll)
+    projected = tf.convert_to_tensor(projected)
+    steps = int((index if index is not None else projected).shape[0])
+    batch = tf.shape(index)[1] if index is not None else tf.shape(projected)[1]
+    zeros = tf.zeros(tf.stack([batch, cell.units]), projected.dtype)
+    r = cell.recurrent_kernel
+
+    def inputs(t):
+        return tf.gather(projected, index[t]) if index is not None else projected[t]
+
+    units, activation, gate = cell.units, cell.activation, getattr(cell, "recurrent_activation", None)
+    if isinstance(cell, keras.layers.GRUCell):
+        _, recurrent_bias = _biases(cell)
+        b = recurrent_bias if recurrent_bias is not None else tf.zeros([3 * units])
+        r_zr, r_h, b_zr, b_h = r[:, :2 * units], r[:, 2 * units:], b[:2 * units], b[2 * units:]
+
+        def step(carry, t):
+            h, x = carry[0], inputs(t)
+            z, reset = _gates(gate((x[:, :2 * units] + b_zr) + tf.matmul(h, r_zr)), 2)
+            return (z * h + (1 - z) * activation(x[:, 2 * units:] + reset * (tf.matmul(h, r_h) + b_h)),)
+
+        return _forward_only(step, (zeros,), steps, unroll)[0]
+    if isinstance(cell, keras.layers.LSTMCell):
+        def step(carry, t):
+            (h, c), a = carry, inputs(t) + tf.matmul(carry[0], r)
+            i, f, _, o = _gates(gate(a), 4)
+            c = f * c + i * activation(a[:, 2 * units:3 * units])
+            return o * activation(c), c
+
+        return _forward_only(step, (zeros, zeros), steps, unroll)[0]
+
+    def step(carry, t):
+        return (activation(inputs(t) + tf.matmul(carry[0], r)),)
+
+    return _forward_only(step, (zeros,), steps, unroll)[0]
 
 
 def is_fast(layer) -> bool:

@@ -13,7 +13,7 @@ random state (``tests/test_runtime.py`` checks that a run's numbers do not depen
 runs before it in the process).
 
 Every run uses :data:`RUN_THREADS` intra-op threads, whatever the machine's core count and
-whichever executor runs it (in the kernel, in a worker process of :mod:`rnnbook.workers`, as a
+whichever executor runs it (in the kernel, in a worker process of :mod:`rnnbook.executors`, as a
 Ray task): the thread count decides how TensorFlow splits some float32 sums, so it is part of the
 protocol, like the seed. A machine's cores run several runs side by side instead.
 """

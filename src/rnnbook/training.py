@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rnnbook import clipping, data, models, runtime, synthetic
+from rnnbook import clipping, data, models, recurrence, runtime, synthetic
 from rnnbook.choices import (CELLS, ENCODER_INITS, FEATURE_NORMS, LSTM_BIAS_INITS, OPTIMIZERS,
                               RECURRENT_INITIALIZERS, check_choice)
 
@@ -195,6 +195,10 @@ class Stepper:
     the Keras layer as is.
     """
 
+    #: Evaluate forward only, from the last state (False: the training forward pass without its
+    #: gradient, the reference the tests compare the checks' decisions with).
+    forward_only = True
+
     def __init__(self, model, optimizer, indexed: bool, bank: np.ndarray | None = None, fast: bool = True,
                  regression: bool = False):
         """``optimizer=None`` gives an evaluation-only stepper. ``regression=True``: one output, MSE
@@ -278,7 +282,20 @@ class Stepper:
         self.optimizer.apply_gradients(zip(grads, self.variables))
 
     def _logits_impl(self, x, bank):
-        return self.forward(x, False, bank)[0]
+        """Inference logits. With the fast recurrence, forward only and from the last state: the
+        CNN and input projections once per distinct image of the whole batch (indexed), then
+        :func:`rnnbook.recurrence.final_state`, which keeps no per-step state."""
+        model, rnn = self.model, self.model.rnn
+        if not (self.fast and self.forward_only and recurrence.is_fast(rnn)):
+            return self.forward(x, False, bank)[0]
+        if self.indexed:
+            distinct, position = tf.unique(tf.reshape(tf.transpose(x), [-1]))  # time-major order
+            projected = recurrence.input_projection(rnn.cell, model.encoder(tf.gather(bank, distinct), training=False))
+            last = recurrence.final_state(rnn.cell, projected, tf.reshape(position, [x.shape[1], -1]))
+        else:
+            features = tf.transpose(model.features(x, training=False), [1, 0, 2])
+            last = recurrence.final_state(rnn.cell, recurrence.input_projection(rnn.cell, features))
+        return model.head(last, training=False)
 
     def _call(self, kind, x, *rest, bank=None):
         x = self._inputs(x)
@@ -299,7 +316,7 @@ class Stepper:
         """Inference logits of a batch (indices into ``bank``, default ``self.bank``, or frames)."""
         return self._call("logits", x, bank=self.bank if bank is None else bank).numpy()
 
-    def accuracy(self, split: data.SequenceSet, batch_size: int = 256) -> float:
+    def accuracy(self, split: data.SequenceSet, batch_size: int = 4096) -> float:
         """Share of sequences of ``split`` classified correctly (NaN logits count as wrong)."""
         source = split.index if self.indexed else split.frames()
         correct = 0
@@ -309,7 +326,7 @@ class Stepper:
             correct += int(ok.sum())
         return correct / len(split)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> dict:
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 4096) -> dict:
         """``{"accuracy", "loss"}`` on dense arrays ``x``, ``y`` (a synthetic task's held-out set):
         accuracy as in the training step (NaN outputs count as wrong), loss the mean MSE or
         cross-entropy."""
