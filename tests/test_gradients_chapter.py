@@ -19,7 +19,8 @@ from matplotlib.collections import PathCollection, QuadMesh  # noqa: E402
 
 import rnnbook  # noqa: F401,E402  (quiets TensorFlow first)
 from conftest import assert_chapter_glue, referenced  # noqa: E402
-from rnnbook.experiments import gradients, probes, short_training  # noqa: E402
+from rnnbook.experiments import gradients, probes  # noqa: E402
+from rnnbook.experiments.gradients import short_training  # noqa: E402
 from test_figures_drawn import bars, data_lines, legend_labels  # noqa: E402
 
 DOC = "chapters/gradients"

@@ -10,7 +10,7 @@ import pytest
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
 from rnnbook.book.params import REGISTRY, ParamError
-from rnnbook.experiments import interface as I
+from rnnbook.experiments.relu import interface as I
 from rnnbook.experiments.common import ExperimentError, parse_rnn_config
 from rnnbook.training import TrainConfig
 

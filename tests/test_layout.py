@@ -33,16 +33,27 @@ def test_science_never_imports_the_book_or_the_chapters(path):
 
 
 def test_chapter_modules_never_import_the_build_machinery():
-    for path in (PKG / "experiments").glob("*.py"):
+    for path in (PKG / "experiments").rglob("*.py"):
         bad = {n for n in _imports(path) if n.startswith("rnnbook.book")}
         assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
-def test_one_module_per_executable_chapter():
+def test_one_module_or_package_per_executable_chapter():
     chapters = [c.title for c in build.find_chapters(ROOT)]
     assert chapters, "no executable chapter in _toc.yml"
     for title in chapters:
-        assert (PKG / "experiments" / f"{title}.py").is_file(), f"no src/rnnbook/experiments/{title}.py"
+        module, package = PKG / "experiments" / f"{title}.py", PKG / "experiments" / title / "__init__.py"
+        assert module.is_file() != package.is_file(), f"no src/rnnbook/experiments/{title}.py or {title}/ package"
+
+
+#: Modules of experiments/ that serve several chapters (the rest belong to one chapter's package).
+SHARED = {"__init__", "common", "probes"}
+
+
+def test_a_chapter_split_over_several_modules_is_a_package_named_after_it():
+    chapters = {c.title for c in build.find_chapters(ROOT)}
+    loose = {p.stem for p in (PKG / "experiments").glob("*.py")} - chapters - SHARED
+    assert not loose, f"chapter code outside its chapter's package: {sorted(loose)}"
 
 
 @pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
@@ -67,7 +78,8 @@ def test_editing_the_build_command_keeps_every_chapter_cached(tmp_path, edited):
     assert chapter_cache.src_digest(pkg) == before
 
 
-@pytest.mark.parametrize("edited", ["training.py", "experiments/relu.py", "experiments/common.py", "book/pages.py",
+@pytest.mark.parametrize("edited", ["training.py", "experiments/relu/__init__.py", "experiments/relu/claims.py",
+                                    "experiments/common.py", "book/pages.py",
                                     "book/provenance.py", "book/figures.py"])
 def test_editing_what_a_chapter_imports_re_executes_it(tmp_path, edited):
     pkg = _copy_package(tmp_path)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from rnnbook import verdicts as V
-from rnnbook.experiments import relu, relu_claims
+from rnnbook.experiments import relu
+from rnnbook.experiments.relu import claims as relu_claims
 from rnnbook.experiments.common import role_label, wilson_interval
 
 TANH, RELU, IRNN = role_label("tanh"), role_label("relu"), role_label("irnn")

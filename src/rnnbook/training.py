@@ -72,7 +72,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 128
     seed: int = 0
-    # the CNN-to-RNN interface (rnnbook.experiments.interface names its levels): the convolution kernels'
+    # the CNN-to-RNN interface (rnnbook.experiments.relu.interface names its levels): the convolution kernels'
     # initializer (Keras's default glorot_uniform, or he_uniform), a LayerNorm on the features ("none" or
     # "layer_norm"), a fixed factor on the features entering the recurrent layer, and the gain of its
     # Glorot-uniform input kernel

@@ -43,9 +43,9 @@ class ParamError(ValueError):
 
 
 def interface_level(value: Any) -> None:
-    """A CNN-to-RNN interface level key (:func:`rnnbook.experiments.interface.parse_interface`):
+    """A CNN-to-RNN interface level key (:func:`rnnbook.experiments.relu.interface.parse_interface`):
     ``keras``, ``he``, optionally with ``*<scale>``, ``@<gain>`` or ``+ln``."""
-    from rnnbook.experiments.interface import parse_interface
+    from rnnbook.experiments.relu.interface import parse_interface
 
     try:
         parse_interface(value)

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from rnnbook import verdicts as V
-from rnnbook.experiments import clipping, relu, relu_claims
+from rnnbook.experiments import clipping, relu
+from rnnbook.experiments.relu import claims as relu_claims
 from rnnbook.experiments.common import role_label
-from rnnbook.experiments.interface import BASELINE, parse_interface
+from rnnbook.experiments.relu.interface import BASELINE, parse_interface
 from rnnbook.verdicts import Verdict
 
 #: The chapter's parameters: those of the two chapters whose numbers it reads.
