@@ -19,7 +19,7 @@ import seaborn as sns
 from rnnbook import plots
 from rnnbook.experiments import probes as pr
 from rnnbook.experiments.common import EDGE_BAND, config_label
-from rnnbook.experiments.short_training import STAGES, rate_change, training_grid
+from rnnbook.experiments.gradients.short_training import STAGES, rate_change, training_grid
 from rnnbook.experiments.why_tanh import DISCUSSED, compared
 
 #: The chapter's parameters, as its ``parameters`` cell names them.

@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 
 from rnnbook import sweeps, verdicts as V
-from rnnbook.experiments import relu_claims
+from rnnbook.experiments.relu import claims as relu_claims
 from rnnbook.experiments.common import (ExperimentError, ROLES, encoder_ceiling, fmt_ci, outcomes,
                                         parse_rnn_config, role_label, specs, wilson_interval)
-from rnnbook.experiments.interface import (SATURATION, BASELINE, drive_display, drive_table,  # noqa: F401
+from rnnbook.experiments.relu.interface import (SATURATION, BASELINE, drive_display, drive_table,  # noqa: F401
                                            parse_interface)
-from rnnbook.experiments.relu_figures import (  # noqa: F401 - the chapter's figures
+from rnnbook.experiments.relu.figures import (  # noqa: F401 - the chapter's figures
     fig_interface_scale, fig_memorisation, fig_stability, fig_time_to_success, fig_updates_to_success,
     km_curves, memo_curves)
 from rnnbook.training import TrainConfig
@@ -353,8 +353,12 @@ def rerun(out: dict, p: dict) -> pd.DataFrame:
     from rnnbook import reference
 
     seed = int(sum(p["seeds"]) + 7 * len(p["lags"]))  # seeded by the parameters: the same build, the same sample
-    return reference.rerun_sample(shipped_rows(out), int(p["rerun_samples"]), int(p["rerun_updates"]), seed,
-                                  sweeps.train, store=STORE)
+    table = reference.rerun_sample(shipped_rows(out), int(p["rerun_samples"]), int(p["rerun_updates"]), seed,
+                                   sweeps.train, store=STORE)
+    if table.empty:  # the page says so in the table itself
+        table = pd.DataFrame([{"configuration": "none: this build read no shipped reference run",
+                               "reproduced": "n/a"}], columns=table.columns)
+    return table
 
 
 def budget(runs: pd.DataFrame, p: dict) -> dict:
@@ -438,7 +442,7 @@ def rates_display(tuning_table: pd.DataFrame) -> pd.DataFrame:
 
 def page_values(out: dict) -> dict:
     """Every value the chapter's prose pastes, by glue key (strings are Markdown)."""
-    from rnnbook.experiments.interface import ablation_table
+    from rnnbook.experiments.relu.interface import ablation_table
 
     n, b, p, v = out["numbers"], out["budget"], out["params"], out["verdicts"]
     levels = n["levels"]
@@ -465,7 +469,7 @@ def page_values(out: dict) -> dict:
         "width_list": ", ".join(str(int(u)) for u in p["widths"]),
         "width_lr": f"`{float(p['width_learning_rate']):g}`",
         "ablation_lag": int(p["ablation_lag"]), "ablation_n_seeds": len(p["ablation_seeds"]),
-        "n_rerun": len(out["rerun"]), "n_shipped": len(shipped_rows(out)),
+        "n_rerun": int((out["rerun"]["reproduced"] != "n/a").sum()), "n_shipped": len(shipped_rows(out)),
         "rule_text": V.RULE_TEXT, "alpha": V.ALPHA, "improving_margin": V.IMPROVING_MARGIN,
         "improving_checks": V.IMPROVING_CHECKS,
     }
@@ -496,7 +500,7 @@ def page_values(out: dict) -> dict:
 def figure_data(out: dict) -> dict:
     """The tidy data behind each figure and table of the chapter, by its key (one row per plotted
     point or per run), for the page's "Data" downloads."""
-    from rnnbook.experiments.interface import ablation_table
+    from rnnbook.experiments.relu.interface import ablation_table
 
     run_cols = ["label", "interface", "lag", "seed", "learning_rate", "outcome", "updates", "diverged",
                 "test_acc_last_good"]

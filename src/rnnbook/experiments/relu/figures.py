@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 
 from rnnbook.experiments.common import failed
-from rnnbook.experiments.interface import BASELINE
+from rnnbook.experiments.relu.interface import BASELINE
 
 def _level_label(key: str) -> str:
-    from rnnbook.experiments.interface import parse_interface
+    from rnnbook.experiments.relu.interface import parse_interface
 
     return parse_interface(key).label
 
