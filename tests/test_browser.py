@@ -34,7 +34,7 @@ from conftest import ROOT
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = ("the browser test needs Chromium and Playwright: `sudo apt-get install -y chromium` "
-                "(Debian/Ubuntu) and `pip install -r requirements.txt`; or point RNNBOOK_CHROMIUM at a "
+                "(Debian/Ubuntu) and `pip install -r requirements-all.txt`; or point RNNBOOK_CHROMIUM at a "
                 "Chromium binary. .ci/run installs both.")
 SEARCH_WORD = "orthogonal"  # in the chapters' prose
 #: Smallest share of its natural width a figure may be shrunk to at the book's content width
