@@ -12,9 +12,16 @@ weights:
 * the fixed cost of a run (the wall time of a one-update :func:`rnnbook.training.train`);
 * the achieved GFLOP/s of the book's path beside the machine's measured peak for a
   large matrix product and for the model's own convolutions;
-* how time per epoch grows with T (the exponent of a power-law fit, T >= 20).
+* how time per epoch grows with T (the exponent of a power-law fit, T >= 20);
+* milliseconds per update of each cell (SimpleRNN, GRU, LSTM) on fresh sequences at T = 10,
+  40 and 80, interleaved rounds;
+* what a sweep costs (:mod:`rnnbook.bench_sweep`): runs per hour of a fixed sample of
+  reference-protocol runs (mixed lags, cells and outcomes) one at a time, as the executor before
+  the worker processes ran them, and on the worker processes, with their ratio; and the share
+  of a run's time spent in its checks.
 
-``--json`` prints one JSON object instead of the table.
+Every run uses the protocol's thread count (:data:`rnnbook.runtime.RUN_THREADS`), this process
+too. ``--json`` prints one JSON object instead of the table.
 """
 from __future__ import annotations
 
@@ -142,6 +149,42 @@ def measure(seq_len: int, batch_size: int | None = None, steps: int = 8, units: 
     }
 
 
+#: Cells and lengths of the per-update times (``ms_per_update_<cell>_T<T>``).
+UPDATE_CELLS = ("simple_rnn", "gru", "lstm")
+UPDATE_SEQ_LENS = (10, 40, 80)
+
+
+def ms_per_update(seq_lens=UPDATE_SEQ_LENS, cells=UPDATE_CELLS, batch_size: int | None = None, units: int = 64,
+                  steps: int = 4, repeats: int = 5) -> dict:
+    """Milliseconds per update of each cell at each T: a run's training step on fresh sequences of
+    the recall task (lag T - 1, the reference protocol's batches), ``repeats`` rounds of ``steps``
+    updates after a warm-up, the cells interleaved within a round. ``{(cell, T): (median, spread)}``,
+    spread half the range over the rounds."""
+    from rnnbook import data, training
+
+    batch_size = batch_size or training_batch_size()
+    out = {}
+    for t in seq_lens:
+        steppers = {}
+        for cell in cells:
+            cfg = training.TrainConfig(task="recall", seq_len=t, lag=t - 1, n_train=batch_size, n_val=8, n_test=8,
+                                       cell=cell, units=units, batch_size=batch_size, max_updates=steps,
+                                       check_every=steps, stream="fresh")
+            task = cfg.task_data(data_dir=None)
+            stream = data.SequenceStream(task, 0)
+            steppers[cell] = (training.prepare_run(cfg, task).steppers["train"],
+                              [stream.next(batch_size) for _ in range(steps)])
+        times = {cell: [] for cell in cells}
+        for round_ in range(repeats + 1):
+            for cell, (stepper, batches) in steppers.items():
+                seconds = _seconds(lambda: [stepper.step(x, y) for x, y in batches])
+                if round_:  # the first round traces and warms up
+                    times[cell].append(1000 * seconds / steps)
+        for cell, ms in times.items():
+            out[(cell, t)] = (float(np.median(ms)), float(np.ptp(ms) / 2))
+    return out
+
+
 def _seconds(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -166,11 +209,15 @@ def run_overhead(seq_len: int = 10, batch_size: int | None = None, units: int = 
 
 
 def run(seq_lens=(10, 20, 100, 400), batch_size: int | None = None, steps: int = 8, repeats: int = 5,
-        units: int = 64, gated_seq_len: int = GATED_SEQ_LEN, peaks: bool = True) -> dict:
-    """Every measurement, as one JSON-ready dict (``peaks=False`` skips the peak GFLOP/s runs)."""
-    from rnnbook import runtime
+        units: int = 64, gated_seq_len: int = GATED_SEQ_LEN, peaks: bool = True, update_seq_lens=UPDATE_SEQ_LENS,
+        sweep: bool = True, sweep_updates: int | None = None) -> dict:
+    """Every measurement, as one JSON-ready dict (``peaks=False`` skips the peak GFLOP/s runs,
+    ``sweep=False`` the sweep; ``sweep_updates`` caps the sample's runs, default
+    :data:`rnnbook.bench_sweep.SAMPLE_UPDATES`)."""
+    from rnnbook import bench_sweep, runtime
 
     runtime.configure()
+    swept = bench_sweep.measure(max_updates=sweep_updates) if sweep else {}  # first: fresh worker processes
     batch_size = batch_size or training_batch_size()
     rows = [measure(t, batch_size, steps, units, repeats=repeats) for t in seq_lens]
     rows += [measure(gated_seq_len, batch_size, steps, units, cell=c, repeats=repeats) for c in GATED_CELLS]
@@ -190,7 +237,13 @@ def run(seq_lens=(10, 20, 100, 400), batch_size: int | None = None, steps: int =
         "repeats": repeats,
         "run_overhead_s": run_overhead(min(seq_lens), batch_size, units, repeats),
         "run_overhead_seq_len": min(seq_lens),
+        "threads": runtime.RUN_THREADS,
+        **swept,
     }
+    for (cell, t), (ms, spread) in ms_per_update(update_seq_lens, UPDATE_CELLS, batch_size, units,
+                                                 repeats=repeats).items():
+        result[f"ms_per_update_{cell}_T{t}"] = ms
+        result[f"ms_per_update_{cell}_T{t}_spread"] = spread
     for r in rows:
         name = "" if r["cell"] == "simple_rnn" else f"{r['cell']}_"
         t = r["seq_len"]
@@ -201,6 +254,10 @@ def run(seq_lens=(10, 20, 100, 400), batch_size: int | None = None, steps: int =
         result[f"gflops_{name}T{t}"] = r["gflops"]
         if not name:
             result[f"dedup_bound_T{t}"] = r["dedup_bound"]
+    for cell in GATED_CELLS:  # per-update time over the SimpleRNN's at the gated cells' length
+        if f"seq_per_s_T{gated_seq_len}" in result:
+            result[f"update_ratio_{cell}_T{gated_seq_len}"] = (result[f"seq_per_s_T{gated_seq_len}"]
+                                                            / result[f"seq_per_s_{cell}_T{gated_seq_len}"])
     return result
 
 
@@ -216,6 +273,17 @@ def table(result: dict) -> str:
                  f"{result['peak_matmul_gflops']:.0f} GFLOP/s, model convolutions {result['peak_conv_gflops']:.0f} "
                  f"GFLOP/s; time per epoch ~ T^{result['time_exponent_T']:.2f}; fixed cost of a run "
                  f"{result['run_overhead_s']:.2f} s (T = {result['run_overhead_seq_len']})")
+    updates = sorted({(k.split("_T")[0][len("ms_per_update_"):], int(k.split("_T")[1]))
+                      for k in result if k.startswith("ms_per_update_") and not k.endswith("_spread")})
+    if updates:
+        lines.append("ms per update (fresh sequences, " + f"{result['threads']} thread): " + ", ".join(
+            f"{c} T={t} {result[f'ms_per_update_{c}_T{t}']:.1f}+-{result[f'ms_per_update_{c}_T{t}_spread']:.1f}"
+            for c, t in updates))
+    if "sweep_runs_per_hour" in result:
+        lines.append(f"sweep of {result['sweep_runs']} reference-protocol runs: {result['sweep_runs_per_hour']:.0f} "
+                     f"runs/h on {result['sweep_workers']} worker processes against "
+                     f"{result['sweep_runs_per_hour_one_at_a_time']:.0f} one at a time: "
+                     f"{result['sweep_speedup']:.2f}x; checks take {result['check_share']:.1%} of a run")
     return "\n".join(lines)
 
 
@@ -239,14 +307,21 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (default: 5)")
     parser.add_argument("--units", type=int, default=64, help="recurrent units (default: 64)")
     parser.add_argument("--no-peaks", action="store_true", help="skip the peak GFLOP/s measurements")
+    parser.add_argument("--update-seq-lens", type=int, nargs="+", default=list(UPDATE_SEQ_LENS), metavar="T",
+                        help="lengths of the per-update times of every cell (default: 10 40 80)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep (runs per hour, check share)")
+    parser.add_argument("--sweep-updates", type=int, default=None, metavar="N",
+                        help="cap of the sweep sample's runs (default: the sample's own)")
     args = parser.parse_args(argv)
-    if min(args.seq_lens + [args.gated_seq_len, args.batch_size, args.steps, args.repeats, args.units]) < 1:
-        parser.error("--seq-lens, --gated-seq-len, --batch-size, --steps, --repeats and --units must be "
-                     "positive integers")
+    if min(args.seq_lens + args.update_seq_lens + [args.gated_seq_len, args.batch_size, args.steps, args.repeats,
+                                                   args.units, args.sweep_updates or 1]) < 1:
+        parser.error("--seq-lens, --update-seq-lens, --gated-seq-len, --batch-size, --steps, --repeats, --units "
+                     "and --sweep-updates must be positive integers")
     if len(set(args.seq_lens)) < 2:
         parser.error("--seq-lens needs at least two different lengths to fit the time exponent")
     result = run(tuple(args.seq_lens), args.batch_size, args.steps, args.repeats, args.units, args.gated_seq_len,
-                 peaks=not args.no_peaks)
+                 peaks=not args.no_peaks, update_seq_lens=tuple(args.update_seq_lens), sweep=not args.no_sweep,
+                 sweep_updates=args.sweep_updates)
     if args.json:
         json.dump({k: v for k, v in result.items()}, sys.stdout, indent=2, default=float)
         print()

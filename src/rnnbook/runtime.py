@@ -35,8 +35,8 @@ RUN_THREADS = 1
 def configure(threads: int | None = None) -> None:
     """Make TensorFlow deterministic and quiet; idempotent.
 
-    ``threads``: intra-op threads (default :data:`RUN_THREADS`); one inter-op thread. Only the
-    first call of a process counts, and only before TensorFlow has run anything.
+    ``threads``: intra-op threads (default :data:`RUN_THREADS`; inter-op threads: as many, at most
+    two). Only the first call of a process counts, and only before TensorFlow has run anything.
     """
     global _CONFIGURED
     if _CONFIGURED:
@@ -49,7 +49,7 @@ def configure(threads: int | None = None) -> None:
     n = int(threads or RUN_THREADS)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
     except RuntimeError:  # already initialised: settings are fixed for this process
         pass
     _CONFIGURED = True
