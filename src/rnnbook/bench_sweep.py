@@ -16,7 +16,10 @@ warm-up run each), so the times are the sweep's, as in a build whose kernels are
 
 The check share is ``1 - (time inside the training steps) / (the run's wall time)`` summed over the
 sample's runs on the worker processes: what a run spends besides its updates, its checks
-(validation, weights copied, any statistics recorded at a check) and their bookkeeping.
+(validation, weights copied, any statistics recorded at a check) and their bookkeeping. Beside the
+wall times, the CPU seconds per run of both (every thread of the process running it): on a
+machine whose cores other processes keep busy, a second worker cannot show its gain in wall time,
+but a run that keeps two threads busy for little more speed shows it in CPU time.
 """
 from __future__ import annotations
 
@@ -69,14 +72,16 @@ def _patch_step() -> None:
 
 
 def timed_train(config) -> dict:
-    """A run's record with ``bench_step_seconds``, the time inside its training steps (a trainer
+    """A run's record with ``bench_step_seconds``, the time inside its training steps, and
+    ``bench_cpu_seconds``, the CPU time of its process (every thread) during the run (a trainer
     for :class:`rnnbook.executors.PoolExecutor`: module level, picklable)."""
     from rnnbook import sweeps
 
     _patch_step()
     _STEP_SECONDS.clear()
+    cpu = time.process_time()
     record = sweeps.train(config)
-    return dict(record, bench_step_seconds=float(sum(_STEP_SECONDS)))
+    return dict(record, bench_step_seconds=float(sum(_STEP_SECONDS)), bench_cpu_seconds=time.process_time() - cpu)
 
 
 def _warm_up(executor) -> None:
@@ -141,4 +146,7 @@ def measure(max_updates: int | None = None, configs=None, workers: int | None = 
         "sweep_speedup": old_seconds / new_seconds,
         "check_share": share(new_records),
         "check_share_one_at_a_time": share(old_records),
+        # what the runs cost in CPU time, less sensitive than wall time to other processes on the cores
+        "sweep_cpu_seconds_per_run": sum(r["bench_cpu_seconds"] for r in new_records) / len(configs),
+        "sweep_cpu_seconds_per_run_one_at_a_time": sum(r["bench_cpu_seconds"] for r in old_records) / len(configs),
     }
