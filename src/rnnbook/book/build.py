@@ -39,12 +39,7 @@ from rnnbook.book.scope import (  # noqa: F401 - part of the build's interface
 NOT_BOOK = {"_build", "src", "tests", "data", "presets", "build", "dist", "node_modules", "__pycache__"}
 
 
-class BuildError(RuntimeError):
-    """The build cannot go on; the message says why."""
-
-
-class ChapterFailed(BuildError):
-    pass
+from rnnbook.book.errors import BuildError, ChapterFailed  # noqa: E402,F401 - part of the build's interface
 
 
 # --------------------------------------------------------------------------
@@ -463,7 +458,8 @@ def build(opts: Options, out=None) -> int:
             report.append((job.chapter.docname, status, 0.0))
 
     # values.json (every build), the page "Compared with the default book" (other parameters)
-    extra = values.before_html(root, build_dir, chapters, jobs, executed, report, resolved)
+    extra = values.before_html(root, build_dir, chapters, jobs, executed, report, resolved,
+                               resolve_parameters(root, chapters).values)
     if opts.pdf:
         extra["_config.yml"] = pdf.config_with_pdf(book_config(root))
 

@@ -41,3 +41,12 @@ def publish(name: str, content: str | bytes) -> None:
 def data_link(filename: str, label: str = "Data (CSV)", kind: str = "rnnbook-data") -> str:
     """Inline HTML of a download link to ``filename`` beside the page (class ``kind``)."""
     return f'<a class="{kind} reference download" href="{filename}" download="{filename}">{label}</a>'
+
+
+def pdf_name(version: str | None = None) -> str:
+    """``rnnbook-<version>.pdf``: the book's PDF (:mod:`rnnbook.book.pdf`), beside the site's pages."""
+    if version is None:
+        import rnnbook
+
+        version = rnnbook.__version__
+    return f"rnnbook-{version}.pdf"

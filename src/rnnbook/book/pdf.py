@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnbook.book.files import pdf_name  # noqa: F401 - the PDF's file name
+
 CHROMIUM_ENV = "RNNBOOK_CHROMIUM"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = ("`rnnbook build --pdf` prints the book with Chromium: install it (`sudo apt-get install -y "
@@ -41,15 +43,6 @@ TIMEOUT_S = 600
 
 class PdfError(RuntimeError):
     """The PDF cannot be made; the message says why."""
-
-
-def pdf_name(version: str | None = None) -> str:
-    """``rnnbook-<version>.pdf``."""
-    if version is None:
-        import rnnbook
-
-        version = rnnbook.__version__
-    return f"rnnbook-{version}.pdf"
 
 
 def find_chromium() -> str | None:
@@ -230,7 +223,7 @@ def build_pdf(root: Path, build_dir: Path, preset: str, verbose: bool = False) -
 def after_html(root: Path, build_dir: Path, resolved, report: list, verbose: bool = False) -> Path:
     """``rnnbook build --pdf``, once the site is built: make the PDF and add its row (time) to the
     build's ``report``; a failure is a :class:`rnnbook.book.build.BuildError`."""
-    from rnnbook.book.build import BuildError
+    from rnnbook.book.errors import BuildError
     from rnnbook.book.provenance import OVERRIDES_ENV, PRESET_ENV, preset_label
 
     label = preset_label({PRESET_ENV: resolved.preset, OVERRIDES_ENV: ", ".join(sorted(resolved.overridden))})

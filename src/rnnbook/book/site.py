@@ -240,7 +240,7 @@ class PdfLink(Directive):
     published one (under the base URL), else how to make it."""
 
     def run(self):
-        from rnnbook.book.pdf import pdf_name
+        from rnnbook.book.files import pdf_name
 
         env = self.state.document.settings.env
         env.note_reread()  # what it says depends on the build (--pdf, the base URL), not on the page

@@ -188,14 +188,13 @@ def dumps(doc: Mapping) -> str:
     return json.dumps(doc, indent=1, ensure_ascii=False, default=str) + "\n"
 
 
-def before_html(root: Path, build_dir: Path, chapters, jobs, executed, report, resolved) -> dict[str, bytes]:
+def before_html(root: Path, build_dir: Path, chapters, jobs, executed, report, resolved,
+                default_values: Mapping) -> dict[str, bytes]:
     """The build's hook once every chapter has its notebook (:func:`write_build_values` with the
-    build's objects; ``report``: its rows ``(chapter, status, seconds)``)."""
-    from rnnbook.book.build import resolve_parameters
-
-    default = resolve_parameters(root, chapters)
+    build's objects; ``report``: its rows ``(chapter, status, seconds)``; ``default_values``: the
+    default preset's resolved values)."""
     return write_build_values(root, build_dir, chapters, jobs, executed, {n: s for n, s, _ in report},
-                              default.values, preset=resolved.preset, overrides=resolved.overridden,
+                              default_values, preset=resolved.preset, overrides=resolved.overridden,
                               toc_text=(root / "_toc.yml").read_text())
 
 
