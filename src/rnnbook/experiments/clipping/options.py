@@ -1,5 +1,5 @@
 """What Keras's clipping options do, on known gradients and on one overflowing batch (no
-training): the exact tables of the chapter "Gradient clipping" (:mod:`.clipping`).
+training): the exact tables of the chapter "Gradient clipping" (:mod:`rnnbook.experiments.clipping`).
 
 Example:
     >>> clip_label("global_clipnorm", 1.0)
@@ -62,7 +62,8 @@ def optimizer_spike_table(threshold: float = 1.0, base_norm: float = 1.0, spike:
     from rnnbook import clipping
 
     direction = np.array([3.0, 4.0], dtype=np.float32) / 5.0
-    grads = [base_norm * direction] * steps_before + [spike * base_norm * direction] + [base_norm * direction] * steps_after
+    grads = ([base_norm * direction] * steps_before + [spike * base_norm * direction]
+             + [base_norm * direction] * steps_after)
     rows = []
     for name, lr in (("sgd", sgd_lr), ("adam", adam_lr)):
         for mode in ("none", "global_clipnorm"):

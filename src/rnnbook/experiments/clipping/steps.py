@@ -1,5 +1,5 @@
-"""The clipping chapter's pilots (:mod:`.clipping`): where the setting explodes, and how long a
-step each Keras clipping option really takes.
+"""The clipping chapter's pilots (:mod:`rnnbook.experiments.clipping`): where the setting
+explodes, and how long a step each Keras clipping option really takes.
 
 * :func:`explosion_search` raises the unclipped learning rate over a stated grid until at least
   half the pilot seeds **explode** (:func:`rnnbook.verdicts.exploded`: a gradient-norm spike of

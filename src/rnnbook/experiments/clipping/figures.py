@@ -1,5 +1,6 @@
-"""The figures of the chapter "Gradient clipping" (:mod:`.clipping`): each draws what it is
-given (tables from :func:`.clipping.counts`, run frames from :func:`rnnbook.sweeps.run_sweep`).
+"""The figures of the chapter "Gradient clipping" (:mod:`rnnbook.experiments.clipping`): each
+draws what it is given (tables from :func:`rnnbook.experiments.clipping.counts`, run frames from
+:func:`rnnbook.sweeps.run_sweep`).
 """
 from __future__ import annotations
 
