@@ -216,7 +216,7 @@ def test_quick_chapter_glues_its_figures_values_and_data(quick_book):
     doc = "chapters/relu"
     anchors = ["tbl-interface-drive", "fig-interface-scale", "tbl-reach", "fig-updates-to-success",
                "fig-memorisation", "fig-lr-stability", "fig-time-to-success", "tbl-learning-rates",
-               "tbl-interface-ablation", "tbl-logrank"]
+               "tbl-interface-ablation", "tbl-logrank", "tbl-verdict-by-budget", "fig-reach-by-budget", "tbl-rerun-relu"]
     nb = quick_book.notebooks([doc])[doc]
     values = assert_chapter_glue(nb, doc, anchors)
     for anchor in anchors:
@@ -267,3 +267,32 @@ def test_the_dry_run_plans_exactly_the_runs_the_quick_build_trained(quick_book):
     assert {c.target_acc for c in configs} == {target, 1.0} and target != relu.PLANNING_TARGET  # 1.0: memorisation
     missing = [c for c in configs if not sweeps.is_cached(c, sweeps.RUNS_DIR)]
     assert not missing, f"{len(missing)} of {len(configs)} planned runs are not in the cache, e.g. {missing[0]}"
+
+
+def test_the_budget_ladder_reads_every_verdict_at_lower_caps():
+    from rnnbook.experiments.relu import ladder
+
+    # tanh succeeds late (update 100 of 100), ReLU early (update 25): at cap 50 only ReLU succeeds
+    def rec(updates, hit):
+        checks = [25, 50, 75, 100][: updates // 25]
+        val = [0.95 if u >= hit else 0.3 for u in checks]
+        return {"outcome": "success", "updates": updates, "check_updates": checks, "check_val_acc": val,
+                "config": {"target_acc": 0.9, "check_every": 25, "n_val": 2000}, "chance": 0.1}
+
+    rows = [{"label": lab, "interface": "keras", "lag": 10, "seed": s, "units": 64, "success": True,
+             "outcome": "success", "updates": u, "diverged": False, "record": rec(u, u)}
+            for lab, u in ((TANH, 100), (RELU, 25)) for s in range(8)]
+    lag = pd.DataFrame(rows)
+    short = ladder.runs_at_cap(lag, 50)
+    assert short.loc[short["label"] == TANH, "outcome"].eq("censored").all()
+    assert short.loc[short["label"] == RELU, "success"].all()
+    empty = lag.iloc[:0].assign(clip_mode=[])
+    out = {"lag": lag, "lr": empty, "width": empty}
+    roles = {"tanh": TANH, "relu": RELU, "irnn": None, "tf1": None, "gated": []}
+    res = ladder.ladder(out, {"budget_caps": [50], "max_updates": 100}, roles, "keras",
+                        relu_claims.claim_verdicts, relu.success_table, relu.reach)
+    v = res["verdicts"].set_index(["claim", "cap"])["verdict"]
+    assert v[("relu_short", 50)] == V.SUPPORTED and v[("relu_short", 100)] == V.NO_DIFFERENCE
+    assert "relu_short" in res["moved"]
+    table = ladder.verdict_table(res["verdicts"], relu_claims.CLAIMS)
+    assert list(table.columns) == ["claim", "cap 50 updates", "cap 100 updates"]

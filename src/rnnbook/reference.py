@@ -258,6 +258,8 @@ def at_cap(record: dict, cap: int) -> dict:
     k = len(o["check_val_acc"])
     out = {key: (value[:k] if key.startswith("check_") and isinstance(value, list) else value)
            for key, value in record.items()}
+    if isinstance(record.get("steps"), dict):  # a full record: its per-update logs up to the cap
+        out["steps"] = {key: list(v)[:o["updates"]] for key, v in record["steps"].items()}
     out.update(outcome=o["outcome"], updates=o["updates"],
                updates_to_success=o["updates"] if o["outcome"] == "success" else None,
                diverged=o["outcome"] == "diverged")

@@ -244,6 +244,7 @@ REGISTRY: dict[str, Param] = _registry(
     Param("ablation_interfaces", list[str], "interface levels of the interface ablation (see interfaces)", interface_level),
     Param("ablation_lag", int, "recall lag of the interface ablation", at_least(1), size=LAG),
     Param("ablation_seeds", list[int], "seeds of the interface ablation", non_negative),
+    Param("budget_caps", list[int], "relu chapter: caps of the budget ladder, at which every verdict and reach is read again from the same runs", at_least(1)),
     Param("rerun_samples", int, "shipped reference runs a build re-runs and compares with their records", at_least(1)),
     Param("rerun_updates", int, "updates of each re-run of a shipped reference run (its checks up to there are compared)", at_least(1)),
     Param("top_up_seeds", list[int], "relu chapter: seeds added at every lag-sweep point where some but not all seeds succeeded (may be [] for none)", non_negative, MAY_BE_EMPTY),

@@ -50,7 +50,7 @@ PARAMS = ("seeds", "top_up_seeds", "lag_ladder", "rnn_configs", "lags", "interfa
           "units", "batch_size", "tuning_learning_rates", "tuning_seeds", "tuning_lag", "ablation_interfaces",
           "ablation_lag", "ablation_seeds", "n_val", "n_test", "memo_lag", "memo_n_train",
           "learning_rates", "clip_value", "stability_lag", "stability_max_updates", "widths",
-          "width_learning_rate", "ceiling_epochs", "rerun_samples", "rerun_updates")
+          "width_learning_rate", "ceiling_epochs", "rerun_samples", "rerun_updates", "budget_caps")
 
 
 def _pick(params: dict) -> dict:
@@ -331,6 +331,9 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     present = set(out["lag"]["label"]) | set(out["lr"]["label"]) | set(out["width"]["label"])
     roles = {k: (v if k == "gated" else v if v in present else None) for k, v in roles.items()}
     out["verdicts"] = relu_claims.claim_verdicts(out["lag"], out["lr"], out["width"], roles, BASELINE)
+    from rnnbook.experiments.relu import ladder
+
+    out["ladder"] = ladder.ladder(out, p, roles, BASELINE, relu_claims.claim_verdicts, success_table, reach)
     out["numbers"] = numbers(out)
     return out
 
@@ -469,6 +472,8 @@ def page_values(out: dict) -> dict:
         "width_list": ", ".join(str(int(u)) for u in p["widths"]),
         "width_lr": f"`{float(p['width_learning_rate']):g}`",
         "ablation_lag": int(p["ablation_lag"]), "ablation_n_seeds": len(p["ablation_seeds"]),
+        "budget_rungs": ", ".join(f"{c:,}" for c in out["ladder"]["reach"]["cap"].unique()) if len(out["ladder"]["reach"]) else "",
+        "moved_claims": "; ".join(relu_claims.CLAIMS[k] for k in out["ladder"]["moved"]) or "none",
         "n_rerun": int((out["rerun"]["reproduced"] != "n/a").sum()), "n_shipped": len(shipped_rows(out)),
         "rule_text": V.RULE_TEXT, "alpha": V.ALPHA, "improving_margin": V.IMPROVING_MARGIN,
         "improving_checks": V.IMPROVING_CHECKS,
@@ -512,7 +517,8 @@ def figure_data(out: dict) -> dict:
             "tbl-learning-rates": out["tuning_table"], "tbl-interface-ablation": ablation_table(out["ablation"]),
             "fig-time-to-success": km_curves(out["lag"]), "tbl-logrank": out["logrank"],
             "fig-updates-to-success": out["lag"][run_cols], "fig-memorisation": memo_curves(out["memo"]),
-            "fig-lr-stability": pd.concat(stab)[stab_cols]}
+            "fig-lr-stability": pd.concat(stab)[stab_cols], "tbl-verdict-by-budget": out["ladder"]["verdicts"],
+            "fig-reach-by-budget": out["ladder"]["reach"]}
 
 
 def all_runs(out: dict) -> pd.DataFrame:
