@@ -251,12 +251,16 @@ def test_fig_stability_draws_each_setting_in_its_configuration_colour():
     assert list(np.asarray(right.containers[0].lines[0].get_ydata(), float)) == [0.0, 1.0]
 
 
-def test_the_dry_run_plans_exactly_the_runs_the_quick_build_trained(quick_book):
+def test_the_dry_run_plans_every_run_the_quick_build_trained(quick_book):
     """``plan`` (what ``rnnbook build --dry-run`` counts) uses the build's success target once the
-    encoder's ceiling is cached, so every planned run is found in the run cache."""
+    encoder's ceiling is cached and the tuned learning rates once the tuning runs are; it plans the
+    lag sweep whole (top-up seeds at every point, every lag), an upper bound of what the lag ladder
+    and the top-up rule run. So every run the quick build trained is planned, and the tuning,
+    ablation and stability runs are all found in the run cache."""
     from conftest import quick_params
     from rnnbook import sweeps
     from rnnbook.book.chapter_cache import src_digest
+    from rnnbook.training import TrainConfig
 
     assert quick_book.code == 0, quick_book.output
     if src_digest() != quick_book.src_digest:  # only in a checkout shared with people editing src/
@@ -265,34 +269,9 @@ def test_the_dry_run_plans_exactly_the_runs_the_quick_build_trained(quick_book):
     configs = relu.plan(params)
     target = relu.target_of(relu._pick(params), relu.encoder_ceiling(params["ceiling_epochs"], compute=False))
     assert {c.target_acc for c in configs} == {target, 1.0} and target != relu.PLANNING_TARGET  # 1.0: memorisation
+    planned = {sweeps.run_key(c) for c in configs}
+    trained = relu.all_runs(relu.results(params))  # every run loads from the cache: nothing trains here
+    keys = [sweeps.run_key(TrainConfig(**r["config"])) for r in trained["record"]]
+    assert set(keys) <= planned, f"{len(set(keys) - planned)} trained runs were not planned"
     missing = [c for c in configs if not sweeps.is_cached(c, sweeps.RUNS_DIR)]
-    assert not missing, f"{len(missing)} of {len(configs)} planned runs are not in the cache, e.g. {missing[0]}"
-
-
-def test_the_budget_ladder_reads_every_verdict_at_lower_caps():
-    from rnnbook.experiments.relu import ladder
-
-    # tanh succeeds late (update 100 of 100), ReLU early (update 25): at cap 50 only ReLU succeeds
-    def rec(updates, hit):
-        checks = [25, 50, 75, 100][: updates // 25]
-        val = [0.95 if u >= hit else 0.3 for u in checks]
-        return {"outcome": "success", "updates": updates, "check_updates": checks, "check_val_acc": val,
-                "config": {"target_acc": 0.9, "check_every": 25, "n_val": 2000}, "chance": 0.1}
-
-    rows = [{"label": lab, "interface": "keras", "lag": 10, "seed": s, "units": 64, "success": True,
-             "outcome": "success", "updates": u, "diverged": False, "record": rec(u, u)}
-            for lab, u in ((TANH, 100), (RELU, 25)) for s in range(8)]
-    lag = pd.DataFrame(rows)
-    short = ladder.runs_at_cap(lag, 50)
-    assert short.loc[short["label"] == TANH, "outcome"].eq("censored").all()
-    assert short.loc[short["label"] == RELU, "success"].all()
-    empty = lag.iloc[:0].assign(clip_mode=[])
-    out = {"lag": lag, "lr": empty, "width": empty}
-    roles = {"tanh": TANH, "relu": RELU, "irnn": None, "tf1": None, "gated": []}
-    res = ladder.ladder(out, {"budget_caps": [50], "max_updates": 100}, roles, "keras",
-                        relu_claims.claim_verdicts, relu.success_table, relu.reach)
-    v = res["verdicts"].set_index(["claim", "cap"])["verdict"]
-    assert v[("relu_short", 50)] == V.SUPPORTED and v[("relu_short", 100)] == V.NO_DIFFERENCE
-    assert "relu_short" in res["moved"]
-    table = ladder.verdict_table(res["verdicts"], relu_claims.CLAIMS)
-    assert list(table.columns) == ["claim", "cap 50 updates", "cap 100 updates"]
+    assert not [c for c in missing if c.seed in params["tuning_seeds"]], "a planned tuning run was not trained"

@@ -157,17 +157,26 @@ def logrank_p(durations_a, events_a, durations_b, events_b) -> float:
 
 def still_improving(record: dict, margin: float = IMPROVING_MARGIN, checks: int = IMPROVING_CHECKS) -> bool:
     """True for a censored run whose best validation accuracy over its last ``checks`` checks beats
-    its best before them by at least ``margin`` (a run cut short by the cap, not one that stalled).
+    its best before them by at least ``margin`` and, when the record says what chance is, beats
+    chance by three standard errors (:func:`above_chance`): a run cut short by the cap, not one
+    that stalled or wanders at chance.
 
     Example:
         >>> still_improving({"outcome": "censored", "check_val_acc": [0.15, 0.29, 0.45, 0.57]})
         True
         >>> still_improving({"outcome": "censored", "check_val_acc": [0.10, 0.11, 0.10, 0.10]})
         False
+        >>> still_improving({"outcome": "censored", "chance": 0.1, "config": {"n_val": 2000},
+        ...                  "check_val_acc": [0.09, 0.10, 0.10, 0.09, 0.10, 0.10, 0.12]})  # noise at chance
+        False
     """
     acc = [float(v) for v in record.get("check_val_acc") or [] if np.isfinite(v)]
-    if record.get("outcome") != "censored" or len(acc) <= checks:
-        return record.get("outcome") == "censored" and len(acc) >= 2 and acc[-1] - acc[0] >= margin
+    if record.get("outcome") != "censored" or len(acc) < 2:
+        return False
+    if "chance" in record and not above_chance(dict(record, check_val_acc=acc[-checks:])):
+        return False  # noise at chance is not progress: the recent checks must beat chance
+    if len(acc) <= checks:
+        return acc[-1] - acc[0] >= margin
     return max(acc[-checks:]) - max(acc[:-checks]) >= margin
 
 

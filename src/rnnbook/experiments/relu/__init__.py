@@ -359,9 +359,16 @@ def rerun(out: dict, p: dict) -> pd.DataFrame:
     table = reference.rerun_sample(shipped_rows(out), int(p["rerun_samples"]), int(p["rerun_updates"]), seed,
                                    sweeps.train, store=STORE)
     if table.empty:  # the page says so in the table itself
-        table = pd.DataFrame([{"configuration": "none: this build read no shipped reference run",
-                               "reproduced": "n/a"}], columns=table.columns)
+        table = pd.DataFrame([{c: "n/a" for c in table.columns}])
+        table["configuration"] = "none: this build read no shipped reference run"
     return table
+
+
+def logrank_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The log-rank table for the page: p to two significant digits, "n/a" where neither arm succeeded."""
+    if "log-rank p" not in table:
+        return table
+    return table.assign(**{"log-rank p": [("n/a" if not np.isfinite(p) else f"{p:.2g}") for p in table["log-rank p"]]})
 
 
 def budget(runs: pd.DataFrame, p: dict) -> dict:
