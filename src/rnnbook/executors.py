@@ -233,7 +233,10 @@ class PoolExecutor:
                         pick = next((k for k, i in enumerate(todo[:4]) if layouts[i] == worker.layout), 0)
                         worker.job = todo.pop(pick)
                         worker.layout = layouts[worker.job]
-                        worker.conn.send((worker.job, configs[worker.job], self.trainer))
+                        try:
+                            worker.conn.send((worker.job, configs[worker.job], self.trainer))
+                        except (BrokenPipeError, ConnectionResetError):  # it just died: _collect retries
+                            pass
                 busy = [w for w in self._pool if w.job is not None]
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in busy:
