@@ -275,3 +275,27 @@ def test_the_dry_run_plans_every_run_the_quick_build_trained(quick_book):
     assert set(keys) <= planned, f"{len(set(keys) - planned)} trained runs were not planned"
     missing = [c for c in configs if not sweeps.is_cached(c, sweeps.RUNS_DIR)]
     assert not [c for c in missing if c.seed in params["tuning_seeds"]], "a planned tuning run was not trained"
+
+
+def test_the_lag_sweep_tops_up_mixed_points_and_stops_a_ladder_at_its_first_failure(monkeypatch):
+    """At a point where some but not all seeds succeed, ``top_up_seeds`` add runs (with their
+    configurations, labels and levels); a ladder with no success at a lag stops there."""
+    calls = []
+
+    def fake_run(configs, labels, seeds, desc, interfaces=None):
+        calls.append((desc, [c.lag for c in configs], list(labels), list(seeds), list(interfaces)))
+        rows = [{"label": lab, "interface": key, "lag": c.lag, "seed": s,
+                 "success": lab == "A" and (c.lag == 2 or s == 0)}  # A: all at lag 2, one seed at 4
+                for c, lab, key in zip(configs, labels, interfaces) for s in seeds]
+        return pd.DataFrame(rows)
+
+    monkeypatch.setattr(relu, "run", fake_run)
+    monkeypatch.setattr(relu, "lag_grid", lambda p, t, r, lags, keep: relu.grid_frame(
+        [(relu.at_lag(relu.TrainConfig(task="recall", max_updates=4), lag), lab, "keras")
+         for lab in ("A", "B") for lag in lags if keep(lab, "keras")]))
+    p = {"lags": [2, 4, 8], "seeds": [0, 1], "top_up_seeds": [5, 6], "lag_ladder": True}
+    runs = relu.lag_sweep(p, 0.9, {})
+    assert calls[1] == ("relu: lag 4", [4], ["A"], [0, 1], ["keras"])  # B stopped after lag 2
+    assert calls[2] == ("relu: lag 4, more seeds", [4], ["A"], [5, 6], ["keras"])
+    assert calls[3][1:3] == ([8], ["A"])  # A succeeded at lag 4 (one seed): its ladder goes on
+    assert len(runs[(runs["label"] == "A") & (runs["lag"] == 4)]) == 4

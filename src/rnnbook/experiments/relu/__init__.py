@@ -126,8 +126,9 @@ def lag_sweep(p: dict, target_acc: float, rates: dict[str, float]) -> pd.DataFra
         mixed = [(c, lab, key) for c, lab, key in zip(configs, labels, levels)
                  if 0 < runs[(runs["label"] == lab) & (runs["interface"] == key)]["success"].sum() < len(p["seeds"])]
         if mixed and p["top_up_seeds"]:
-            runs = pd.concat([runs, run(*map(list, zip(*mixed)), p["top_up_seeds"], f"relu: lag {lag}, more seeds")],
-                             ignore_index=True)
+            more_configs, more_labels, more_levels = map(list, zip(*mixed))
+            more = run(more_configs, more_labels, p["top_up_seeds"], f"relu: lag {lag}, more seeds", more_levels)
+            runs = pd.concat([runs, more], ignore_index=True)
         parts.append(runs)
         if p["lag_ladder"]:
             for (lab, key), part in runs.groupby(["label", "interface"], sort=False):
