@@ -69,7 +69,8 @@ def _copy_package(tmp_path: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("edited", ["book/cli.py", "book/build.py", "book/params.py", "book/chapter_cache.py"])
+@pytest.mark.parametrize("edited", ["book/cli.py", "book/build.py", "book/params.py", "book/parameters_cell.py",
+                                    "book/chapter_cache.py"])
 def test_editing_the_build_command_keeps_every_chapter_cached(tmp_path, edited):
     pkg = _copy_package(tmp_path)
     before = chapter_cache.src_digest(pkg)

@@ -1,12 +1,13 @@
 """Parameters: parsing as data, validation of every bad-input case, the registry."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 import yaml
 
-from rnnbook.book import build, cli, cross_checks, params
+from rnnbook.book import build, cli, cross_checks, parameters_cell, params
 from rnnbook.book.params import ParamError, Param, REGISTRY
 
 
@@ -145,21 +146,39 @@ def test_resolve_order():
 
 
 def test_adding_a_param_is_one_line():
-    p = Param("n_layers", int, "stacked recurrent layers", params.positive)
+    p = Param("n_layers", int, params.positive)
     assert p.check(2) == 2
     with pytest.raises(ParamError, match="'n_layers'.*> 0"):
         p.check(0)
-    assert Param("gains", list[float], "gains", params.positive).type_name == "list[float]"
+    with pytest.raises(ParamError, match=r"'n_layers'.*> 0 \(stacked recurrent layers\)"):
+        p.check(0, description="stacked recurrent layers")
+    assert Param("gains", list[float], params.positive).type_name == "list[float]"
+
+
+def test_the_registry_holds_no_description():
+    """A parameter's meaning is written once, in the chapter's parameters cell."""
+    with pytest.raises(TypeError, match="a description belongs in the chapter's parameters cell"):
+        Param("n_layers", int, "stacked recurrent layers", params.positive)
+    assert "description" not in {f.name for f in dataclasses.fields(Param)}
 
 
 # ---------------------------------------------------------------- parameters cells
 def test_parse_parameters_source():
     src = "seq_len = 20  # frames\nactivations: list = ['tanh', 'relu']\nlag = None\n"
-    assert params.parse_parameters_source(src) == {"seq_len": 20, "activations": ["tanh", "relu"], "lag": None}
+    assert parameters_cell.parse_parameters_source(src) == {"seq_len": 20, "activations": ["tanh", "relu"], "lag": None}
     with pytest.raises(ParamError, match="literal"):
-        params.parse_parameters_source("seq_len = int('20')")
+        parameters_cell.parse_parameters_source("seq_len = int('20')")
     with pytest.raises(ParamError, match="only hold"):
-        params.parse_parameters_source("import os\nseq_len = 3")
+        parameters_cell.parse_parameters_source("import os\nseq_len = 3")
+
+
+def test_a_parameters_description_is_the_comment_ending_its_line():
+    src = ("# a heading, not a description\nseq_len = 20  # frames per sequence, T\n"
+           "lags = [\n    3, 10,  # the short ones\n    40,  # and a long one\n]\nlag = None\ntag = '#1'\n")
+    assert parameters_cell.parameter_descriptions(src) == {
+        "seq_len": "frames per sequence, T", "lags": "the short ones and a long one", "lag": "", "tag": ""}
+    with pytest.raises(ParamError, match="only hold"):
+        parameters_cell.parameter_descriptions("import os  # no\nseq_len = 3")
 
 
 def test_every_chapter_has_one_parameters_cell_with_registered_valid_defaults(repo_root):
@@ -176,8 +195,20 @@ def test_every_chapter_md_is_a_registered_notebook(repo_root):
     """Also chapters not (yet) in the table of contents."""
     for path in sorted((repo_root / "chapters").glob("*.md")):
         if build.is_notebook(path):
-            for name in params.declared_parameters(path):
+            for name in parameters_cell.declared_parameters(path):
                 assert name in REGISTRY, f"{path.name} declares unregistered {name!r}"
+
+
+def test_every_parameter_is_described_once_in_its_chapter(repo_root):
+    """Each parameter a chapter declares says what it means in its parameters cell (the comment
+    ending its line), and nowhere else: not in the registry (book/params.py)."""
+    registry_source = (repo_root / "src" / "rnnbook" / "book" / "params.py").read_text()
+    for path in sorted((repo_root / "chapters").glob("*.md")):
+        if not build.is_notebook(path):
+            continue
+        for name, text in parameters_cell.declared_descriptions(path).items():
+            assert len(text.split()) >= 2, f"{path.name}: {name!r} has no description (a comment ending its line)"
+            assert f'"{text}"' not in registry_source, f"{name!r}: its description is written in params.py too"
 
 
 @pytest.mark.parametrize("preset", ["default", "quick"])
@@ -198,7 +229,7 @@ def test_list_params(repo_root, capsys):
         for name, default in c.defaults.items():
             line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
             assert c.title in line and REGISTRY[name].type_name in line
-            assert REGISTRY[name].description in line
+            assert c.descriptions[name] and c.descriptions[name] in line
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -321,7 +352,7 @@ def test_every_size_parameter_counts_in_the_memory_check():
         else:
             assert param.size is None, f"{name} is not a size of a run"
     with pytest.raises(ValueError, match="size='bytes' is not one of"):
-        Param("x", int, "x", size="bytes")
+        Param("x", int, size="bytes")
 
 
 def test_memory_budget_is_this_machines_memory():

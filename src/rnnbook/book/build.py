@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from rnnbook.book import chapter_cache, cross_checks, params, pdf, values
+from rnnbook.book import chapter_cache, cross_checks, parameters_cell, params, pdf, values
 from rnnbook.book.params import ParamError
 from rnnbook.book.provenance import OVERRIDES_ENV, PRESET_ENV
 from rnnbook.book.scope import (  # noqa: F401 - part of the build's interface
@@ -100,6 +100,7 @@ class Chapter:
     docname: str
     path: Path
     defaults: dict[str, Any]  # declared parameters -> default
+    descriptions: dict[str, str] = field(default_factory=dict)  # declared parameters -> meaning (their comments)
 
     @property
     def title(self) -> str:
@@ -117,16 +118,26 @@ def find_chapters(root: Path) -> list[Chapter]:
         path = source_of(root, docname)
         if not is_notebook(path):
             continue
-        defaults = params.declared_parameters(path)
+        nb = parameters_cell.read_notebook(path)
+        defaults = parameters_cell.declared_parameters(path, nb)
         unregistered = [n for n in defaults if n not in params.REGISTRY]
         if unregistered:
             n = unregistered[0]
             raise ParamError(
                 f"{path.relative_to(root)} declares parameter {n!r} that is not registered in "
-                f"src/rnnbook/params.py{params.suggest(n, params.REGISTRY)}"
+                f"src/rnnbook/book/params.py{params.suggest(n, params.REGISTRY)}"
             )
-        chapters.append(Chapter(docname, path, defaults))
+        chapters.append(Chapter(docname, path, defaults, parameters_cell.declared_descriptions(path, nb)))
     return chapters
+
+
+def descriptions(chapters: list[Chapter]) -> dict[str, str]:
+    """Each parameter's description as the first chapter declaring it writes it (for messages)."""
+    out: dict[str, str] = {}
+    for c in chapters:
+        for name, text in c.descriptions.items():
+            out.setdefault(name, text)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -149,6 +160,7 @@ def resolve_parameters(
     """Load preset, ``-f`` files and ``-p NAME=VALUE`` texts; validate everything."""
     declared = {c.docname: list(c.defaults) for c in chapters}
     declared_names = {n for names in declared.values() for n in names}
+    meaning = descriptions(chapters)
 
     preset_values = params.load_preset(root, preset)
     for name in preset_values:
@@ -160,15 +172,15 @@ def resolve_parameters(
     # A preset may hold values for registered chapters that are not in the
     # table of contents (yet); those are ignored.
     preset_values = {k: v for k, v in preset_values.items() if k in declared_names}
-    values = params.validate(preset_values, declared, source=f"presets/{preset}.yaml")
+    values = params.validate(preset_values, declared, source=f"presets/{preset}.yaml", descriptions=meaning)
 
     overridden: set[str] = set()
     for f in files:
-        loaded = params.validate(params.load_yaml_file(f), declared, source=str(f))
+        loaded = params.validate(params.load_yaml_file(f), declared, source=str(f), descriptions=meaning)
         values.update(loaded)
         overridden |= set(loaded)
     pairs = dict(params.parse_assignment(text) for text in overrides)
-    loaded = params.validate(pairs, declared, source="-p")
+    loaded = params.validate(pairs, declared, source="-p", descriptions=meaning)
     values.update(loaded)
     overridden |= set(loaded)
     for c in chapters:
@@ -176,8 +188,20 @@ def resolve_parameters(
     return Resolved(values, preset, overridden)
 
 
+def _per_chapter(chapters: list[Chapter], text_of) -> str:
+    """``text_of(chapter)`` when the chapters agree, else each text with the chapters that have it
+    (``"relu, clipping: 64; why_tanh: 32"``)."""
+    groups: dict[str, list[str]] = {}
+    for c in chapters:
+        groups.setdefault(text_of(c), []).append(c.title)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{', '.join(titles)}: {text}" for text, titles in groups.items())
+
+
 def list_params(root: Path) -> str:
-    """A table of every parameter: chapters, type, default, description."""
+    """A table of every parameter: chapters, type, default, description (the comment ending its
+    line in the chapters' parameters cells)."""
     chapters = find_chapters(root)
     rows = [("parameter", "chapter(s)", "type", "default", "description")]
     seen: dict[str, list[Chapter]] = {}
@@ -185,12 +209,9 @@ def list_params(root: Path) -> str:
         for name in c.defaults:
             seen.setdefault(name, []).append(c)
     for name in sorted(seen):
-        spec = params.REGISTRY[name]
-        defaults = {repr(c.defaults[name]) for c in seen[name]}
-        default = defaults.pop() if len(defaults) == 1 else "; ".join(
-            f"{c.title}: {c.defaults[name]!r}" for c in seen[name]
-        )
-        rows.append((name, ", ".join(c.title for c in seen[name]), spec.type_name, default, spec.description))
+        rows.append((name, ", ".join(c.title for c in seen[name]), params.REGISTRY[name].type_name,
+                     _per_chapter(seen[name], lambda c: repr(c.defaults[name])),
+                     _per_chapter(seen[name], lambda c: c.descriptions.get(name, ""))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for i, r in enumerate(rows):
@@ -275,7 +296,7 @@ def execute(root: Path, job: Job, build_dir: Path, progress: bool = True, term=N
     # notebook (the folder goes once the notebook is cached)
     (build_dir / "executing").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{slug}-", dir=build_dir / "executing"))
-    nb = params.read_notebook(job.chapter.path)
+    nb = parameters_cell.read_notebook(job.chapter.path)
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
     nb.metadata.pop("jupytext", None)
     src_nb = work / f"{slug}.source.ipynb"

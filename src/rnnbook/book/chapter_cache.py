@@ -52,6 +52,7 @@ KEY_VERSION = 1  # bump to invalidate every cached chapter
 BUILD_ONLY = frozenset({
     "__main__.py", "bench.py",
     "book/__init__.py", "book/build.py", "book/cli.py", "book/chapter_cache.py", "book/params.py",
+    "book/parameters_cell.py",
     "book/site.py", "book/scope.py", "book/cross_checks.py", "book/pdf.py", "book/values.py",
 })
 

@@ -1,13 +1,20 @@
 """The book's parameters: one registry, parsing and validation.
 
-Every parameter that a chapter declares in its ``parameters`` cell must have an
-entry in :data:`REGISTRY`.  Adding one is a one-line edit::
+A parameter is written in two places, each saying what only it can: the chapter's
+``parameters`` cell gives its default and, in the comment that ends its line, its meaning
+(the one place a description is written: ``rnnbook build --list-params`` and the error
+messages read it from there, :mod:`rnnbook.book.parameters_cell`)::
 
-    Param("seq_len", int, "frames per sequence", positive),
-    Param("activations", list[str], "activations to compare", keras_activation),
+    seq_len = 20  # frames per sequence, T
+
+and :data:`REGISTRY` gives what a cell cannot: its type and the rules a value must obey.
+Every parameter a chapter declares must have an entry there.  Adding one is a one-line edit::
+
+    Param("seq_len", int, positive, size=FRAMES),
+    Param("activations", list[str], keras_activation),
 
 A ``Param`` has a name, a type (``int``, ``float``, ``str``, ``bool``,
-``list[X]``, or a union such as ``int | None``), a one-line description and any
+``list[X]``, or a union such as ``int | None``) and any
 number of validators.  For a ``list[X]`` parameter every element is checked
 with the validators; ``None`` is never passed to a validator. Two rules hold for every
 parameter without being listed: a list is never empty and a float is finite.
@@ -157,55 +164,60 @@ SIZES = UNITS, BATCH, FRAMES, LAG, SEQUENCES = ("units", "batch", "frames", "lag
 
 @dataclass(frozen=True, init=False)
 class Param:
+    """A parameter's type and rules; its meaning is written in the chapters' ``parameters`` cells."""
+
     name: str
     type: Any
-    description: str
     validators: tuple = field(default=())
     size: str | None = None  # one of SIZES when the parameter sizes a run's memory
 
-    def __init__(self, name: str, type: Any, description: str, *validators: Callable[[Any], None],
-                 size: str | None = None):
+    def __init__(self, name: str, type: Any, *validators: Callable[[Any], None], size: str | None = None):
         if size not in (None, *SIZES):
             raise ValueError(f"parameter {name!r}: size={size!r} is not one of {', '.join(SIZES)}")
+        if any(isinstance(v, str) for v in validators):
+            raise TypeError(f"parameter {name!r}: a description belongs in the chapter's parameters cell "
+                            f"(the comment ending the parameter's line), not in the registry")
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "type", type)
-        object.__setattr__(self, "description", description)
         object.__setattr__(self, "validators", tuple(validators))
 
     @property
     def type_name(self) -> str:
         return type_name(self.type)
 
-    def check(self, value: Any, source: str = "") -> Any:
+    def check(self, value: Any, source: str = "", description: str = "") -> Any:
         """Return ``value`` normalised (int -> float, tuple -> list, "a,b" -> list);
-        raise :class:`ParamError` naming the parameter and what is allowed."""
+        raise :class:`ParamError` naming the parameter, what is allowed and (when given) what
+        the parameter means (``description``, from a chapter's parameters cell)."""
         where = f"parameter {self.name!r}" + (f" (from {source})" if source else "")
+        meaning = f" ({description})" if description else ""
         try:
             value = coerce(self.type, value)
         except TypeError as exc:
-            raise ParamError(f"{where}: {exc}; expected {self.type_name} ({self.description})") from None
+            raise ParamError(f"{where}: {exc}; expected {self.type_name}{meaning}") from None
         items = value if isinstance(value, list) else [value]
         if isinstance(value, list) and MAY_BE_EMPTY not in self.validators:
-            _apply(non_empty, value, f"{where}: value []", self.description)
+            _apply(non_empty, value, f"{where}: value []", description)
         for item in items:
             if item is None:
                 continue
             what = f"element {item!r}" if isinstance(value, list) else f"value {item!r}"
             if isinstance(item, float):
-                _apply(finite, item, f"{where}: {what}", self.description)
+                _apply(finite, item, f"{where}: {what}", description)
             for validate in self.validators:
                 if validate is not MAY_BE_EMPTY:
-                    _apply(validate, item, f"{where}: {what}", self.description)
+                    _apply(validate, item, f"{where}: {what}", description)
         return value
 
 
-def _apply(validate: Callable[[Any], None], value: Any, what: str, description: str) -> None:
-    """Run one validator; turn its ValueError into a ParamError saying what is allowed."""
+def _apply(validate: Callable[[Any], None], value: Any, what: str, description: str = "") -> None:
+    """Run one validator; turn its ValueError into a ParamError saying what is allowed (and, when
+    given, what the value means)."""
     try:
         validate(value)
     except ValueError as exc:
-        raise ParamError(f"{what} is not allowed: {exc} ({description})") from None
+        raise ParamError(f"{what} is not allowed: {exc}" + (f" ({description})" if description else "")) from None
 
 
 def _registry(*params: Param) -> dict[str, Param]:
@@ -217,86 +229,87 @@ def _registry(*params: Param) -> dict[str, Param]:
     return out
 
 
-#: name -> Param, for every parameter of every chapter.  Keep it sorted by topic.
+#: name -> Param, for every parameter of every chapter: its type and rules (its meaning is the comment
+#: ending its line in the chapters' parameters cells).  Keep it sorted by topic.
 REGISTRY: dict[str, Param] = _registry(
     # the task and the data
-    Param("task", str, "which sequence task: recall or count", one_of(*TASKS)),
-    Param("seq_len", int, "frames per sequence", positive, size=FRAMES),
-    Param("lag", int | None, "recall task: steps before the end of the frame to recall (None: task default)", non_negative, size=LAG),
-    Param("n_train", int, "training sequences", positive, size=SEQUENCES),
-    Param("n_val", int, "validation sequences", positive, size=SEQUENCES),
-    Param("n_test", int, "test sequences", positive, size=SEQUENCES),
-    Param("n_examples", int, "example sequences shown in figures", positive, size=SEQUENCES),
+    Param("task", str, one_of(*TASKS)),
+    Param("seq_len", int, positive, size=FRAMES),
+    Param("lag", int | None, non_negative, size=LAG),
+    Param("n_train", int, positive, size=SEQUENCES),
+    Param("n_val", int, positive, size=SEQUENCES),
+    Param("n_test", int, positive, size=SEQUENCES),
+    Param("n_examples", int, positive, size=SEQUENCES),
     # the model
-    Param("units", int, "hidden units of the recurrent layer", positive, size=UNITS),
-    Param("activation", str, "activation of the SimpleRNN cell", keras_activation),
-    Param("activations", list[str], "activations of the SimpleRNN cell to compare", keras_activation),
-    Param("recurrent_gains", list[float], "gains of the recurrent initialiser to compare", positive),
-    Param("recurrent_initializer", str, "recurrent initialiser of the SimpleRNN", recurrent_init),
-    Param("recurrent_initializers", list[str], "recurrent initialisers of the SimpleRNN to compare", recurrent_init),
-    Param("input_scales", list[float], "factors multiplying the CNN features fed to the RNN (1: as they are)", positive),
-    Param("n_probe", int, "held-out sequences the state and gradient measurements run on", positive, size=BATCH),
-    Param("train_gains", list[float], "recurrent gains of the configurations trained briefly", positive),
-    Param("rnn_configs", list[str], "recurrent configurations trained and compared: activation-initializer, gru or lstm", rnn_config),
-    Param("lags", list[int], "recall task: time lags to sweep (frames between the digit and the answer; T = lag + 1)", at_least(1), size=LAG),
-    Param("widths", list[int], "numbers of hidden units of the width sweep", positive, size=UNITS),
-    Param("interfaces", list[str], "CNN-to-RNN interface levels of the lag sweep: keras (the Keras defaults, the baseline), he (He-uniform encoder), with *<scale>, @<input gain> or +ln", interface_level),
-    Param("ablation_interfaces", list[str], "interface levels of the interface ablation (see interfaces)", interface_level),
-    Param("ablation_lag", int, "recall lag of the interface ablation", at_least(1), size=LAG),
-    Param("ablation_seeds", list[int], "seeds of the interface ablation", non_negative),
-    Param("budget_caps", list[int], "relu chapter: caps of the budget ladder, at which every verdict and reach is read again from the same runs", at_least(1)),
-    Param("rerun_samples", int, "shipped reference runs a build re-runs and compares with their records", at_least(1)),
-    Param("rerun_updates", int, "updates of each re-run of a shipped reference run (its checks up to there are compared)", at_least(1)),
-    Param("top_up_seeds", list[int], "relu chapter: seeds added at every lag-sweep point where some but not all seeds succeeded (may be [] for none)", non_negative, MAY_BE_EMPTY),
-    Param("lag_ladder", bool, "relu chapter: a configuration's lag sweep stops after the first lag at which no seed met the criterion"),
-    Param("tuning_learning_rates", list[float], "Adam learning rates each configuration of the lag sweep is tuned over", positive),
-    Param("tuning_seeds", list[int], "seeds of the learning-rate tuning runs (never used by a verdict)", non_negative),
-    Param("tuning_lag", int, "recall lag of the learning-rate tuning runs", at_least(1), size=LAG),
-    Param("max_updates", int, "cap of a criterion run: updates before it is censored", positive),
-    Param("clip_max_updates", int, "cap of a run of the clipping chapter: updates before it is censored", positive),
-    Param("check_every", int, "updates between two validation checks of a criterion run", positive),
-    Param("target_fraction", float, "success criterion: validation accuracy as a share of the encoder's ceiling", in_range(0.0, 1.0)),
-    Param("memo_lag", int, "time lag of the memorisation comparison (fixed set vs fresh sequences)", at_least(1), size=LAG),
-    Param("memo_n_train", int, "size of the fixed training set of the memorisation comparison", positive, size=SEQUENCES),
-    Param("stability_lag", int, "time lag of the learning-rate and width sweeps", at_least(1), size=LAG),
-    Param("stability_max_updates", int, "cap of the learning-rate and width sweeps", positive),
-    Param("ceiling_epochs", int, "epochs of the CNN alone on single images, whose test accuracy is the encoder's ceiling", positive),
+    Param("units", int, positive, size=UNITS),
+    Param("activation", str, keras_activation),
+    Param("activations", list[str], keras_activation),
+    Param("recurrent_gains", list[float], positive),
+    Param("recurrent_initializer", str, recurrent_init),
+    Param("recurrent_initializers", list[str], recurrent_init),
+    Param("input_scales", list[float], positive),
+    Param("n_probe", int, positive, size=BATCH),
+    Param("train_gains", list[float], positive),
+    Param("rnn_configs", list[str], rnn_config),
+    Param("lags", list[int], at_least(1), size=LAG),
+    Param("widths", list[int], positive, size=UNITS),
+    Param("interfaces", list[str], interface_level),
+    Param("ablation_interfaces", list[str], interface_level),
+    Param("ablation_lag", int, at_least(1), size=LAG),
+    Param("ablation_seeds", list[int], non_negative),
+    Param("budget_caps", list[int], at_least(1)),
+    Param("rerun_samples", int, at_least(1)),
+    Param("rerun_updates", int, at_least(1)),
+    Param("top_up_seeds", list[int], non_negative, MAY_BE_EMPTY),
+    Param("lag_ladder", bool),
+    Param("tuning_learning_rates", list[float], positive),
+    Param("tuning_seeds", list[int], non_negative),
+    Param("tuning_lag", int, at_least(1), size=LAG),
+    Param("max_updates", int, positive),
+    Param("clip_max_updates", int, positive),
+    Param("check_every", int, positive),
+    Param("target_fraction", float, in_range(0.0, 1.0)),
+    Param("memo_lag", int, at_least(1), size=LAG),
+    Param("memo_n_train", int, positive, size=SEQUENCES),
+    Param("stability_lag", int, at_least(1), size=LAG),
+    Param("stability_max_updates", int, positive),
+    Param("ceiling_epochs", int, positive),
     # training
-    Param("learning_rate", float, "optimizer learning rate", positive),
-    Param("epochs", int, "training epochs per run", positive),
-    Param("batch_size", int, "sequences per mini-batch", positive, size=BATCH),
-    Param("clip_modes", list[str], "gradient clipping modes to compare", clip_mode),
-    Param("clip_value", float, "clipping threshold (norm or value)", positive),
-    Param("learning_rates", list[float], "SGD learning rates of the stability sweep", positive),
-    Param("width_learning_rate", float, "Adam learning rate of the width sweep", positive),
-    Param("clip_multiples", list[float], "global_clipnorm thresholds as multiples of the average gradient norm of the stable pilot", positive),
-    Param("clip_multiple", float, "clipping chapter: global_clipnorm threshold of the comparison (against no clipping, the matched-step control and the step-matched options), as a multiple of the pilot's average norm", positive),
-    Param("explode_learning_rates", list[float], "clipping chapter: the explosion search's grid of unclipped SGD learning rates, raised in increasing order until at least half the pilot seeds explode", positive),
-    Param("clip_seeds", list[int], "clipping chapter: random seeds of the comparison, one run each per arm", non_negative),
-    Param("clip_pilot_seeds", list[int], "clipping chapter: random seeds of the pilots (average norm, explosion search, step probes), apart from clip_seeds", non_negative),
-    Param("clip_lag", int, "clipping chapter: recall lag of the exploding setting (T = lag + 1)", at_least(1), size=LAG),
-    Param("clip_scale", float, "clipping chapter: feature scale (CNN-to-RNN interface) of the exploding setting", positive),
-    Param("target_acc", float, "clipping chapter: validation accuracy that counts as success", in_range(0.0, 1.0)),
-    Param("pilot_learning_rate", float, "clipping chapter: SGD learning rate of the stable pilot run that measures the average gradient norm", positive),
-    Param("pilot_updates", int, "clipping chapter: updates of each stable pilot run (the average norm is over all of them and the pilot seeds) and of each step probe", positive),
+    Param("learning_rate", float, positive),
+    Param("epochs", int, positive),
+    Param("batch_size", int, positive, size=BATCH),
+    Param("clip_modes", list[str], clip_mode),
+    Param("clip_value", float, positive),
+    Param("learning_rates", list[float], positive),
+    Param("width_learning_rate", float, positive),
+    Param("clip_multiples", list[float], positive),
+    Param("clip_multiple", float, positive),
+    Param("explode_learning_rates", list[float], positive),
+    Param("clip_seeds", list[int], non_negative),
+    Param("clip_pilot_seeds", list[int], non_negative),
+    Param("clip_lag", int, at_least(1), size=LAG),
+    Param("clip_scale", float, positive),
+    Param("target_acc", float, in_range(0.0, 1.0)),
+    Param("pilot_learning_rate", float, positive),
+    Param("pilot_updates", int, positive),
     # chapters/reproductions: the adding problem and the temporal-order task (rnnbook.synthetic)
-    Param("repro_seeds", list[int], "reproductions chapter: random seeds, one run each per configuration and T", non_negative),
-    Param("repro_adding_lens", list[int], "reproductions chapter: sequence lengths T of the adding problem", at_least(2), size=FRAMES),
-    Param("repro_adding_configs", list[str], "reproductions chapter: recurrent configurations trained on the adding problem (SGD + clipping; tanh-normal: Pascanu et al.'s basic tanh)", rnn_config),
-    Param("repro_order_lens", list[int], "reproductions chapter: sequence lengths T of the temporal-order task", at_least(10), size=FRAMES),
-    Param("repro_order_configs", list[str], "reproductions chapter: temporal order, configurations trained with SGD + clipping besides Pascanu et al.'s basic tanh (tanh-normal) with and without clipping", rnn_config),
-    Param("repro_units", int, "reproductions chapter: hidden units of the recurrent layer", positive, size=UNITS),
-    Param("repro_batch_size", int, "reproductions chapter: fresh sequences per update", positive, size=BATCH),
-    Param("repro_learning_rate", float, "reproductions chapter: SGD learning rate (no momentum)", positive),
-    Param("repro_clip", float, "reproductions chapter: global_clipnorm threshold of the clipped arms", positive),
-    Param("repro_input_std", float, "reproductions chapter: standard deviation of the normal input-kernel initialiser", positive),
-    Param("repro_max_updates", int, "reproductions chapter: cap of a run, updates before it is censored", positive),
-    Param("repro_check_every", int, "reproductions chapter: updates between two checks on the held-out set", positive),
-    Param("repro_n_val", int, "reproductions chapter: held-out sequences of each check (the 1 % criterion)", positive, size=SEQUENCES),
-    Param("repro_n_test", int, "reproductions chapter: test sequences", positive, size=SEQUENCES),
+    Param("repro_seeds", list[int], non_negative),
+    Param("repro_adding_lens", list[int], at_least(2), size=FRAMES),
+    Param("repro_adding_configs", list[str], rnn_config),
+    Param("repro_order_lens", list[int], at_least(10), size=FRAMES),
+    Param("repro_order_configs", list[str], rnn_config),
+    Param("repro_units", int, positive, size=UNITS),
+    Param("repro_batch_size", int, positive, size=BATCH),
+    Param("repro_learning_rate", float, positive),
+    Param("repro_clip", float, positive),
+    Param("repro_input_std", float, positive),
+    Param("repro_max_updates", int, positive),
+    Param("repro_check_every", int, positive),
+    Param("repro_n_val", int, positive, size=SEQUENCES),
+    Param("repro_n_test", int, positive, size=SEQUENCES),
     # repetition
-    Param("seed", int, "random seed", non_negative),
-    Param("seeds", list[int], "random seeds, one run each", non_negative),
+    Param("seed", int, non_negative),
+    Param("seeds", list[int], non_negative),
 )
 
 
@@ -446,67 +459,6 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------
-# A chapter's parameters cell
-# --------------------------------------------------------------------------
-@dataclass
-class Declared:
-    """The parameters one chapter declares: name -> default (a literal)."""
-
-    chapter: str
-    defaults: dict[str, Any]
-
-
-def parse_parameters_source(source: str, where: str = "<parameters cell>") -> dict[str, Any]:
-    """Names and literal defaults assigned in a ``parameters`` cell (never executed)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        raise ParamError(f"{where}: parameters cell is not valid Python: {exc}") from None
-    out: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name, value = node.targets[0].id, node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            name, value = node.target.id, node.value
-        else:
-            raise ParamError(
-                f"{where}: the parameters cell may only hold `name = literal` lines, found: "
-                f"{ast.unparse(node)!r}"
-            )
-        try:
-            out[name] = ast.literal_eval(value)
-        except ValueError:
-            raise ParamError(f"{where}: default of {name!r} must be a literal, got {ast.unparse(value)!r}") from None
-    return out
-
-
-def notebook_parameters_cell(nb: Any, where: str) -> tuple[int, str]:
-    """Index and source of the single cell tagged ``parameters``."""
-    hits = [
-        (i, c) for i, c in enumerate(nb.cells)
-        if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])
-    ]
-    if len(hits) != 1:
-        raise ParamError(f"{where}: needs exactly one code cell tagged 'parameters', found {len(hits)}")
-    i, cell = hits[0]
-    return i, cell.source
-
-
-def declared_parameters(path: str | Path, nb: Any = None) -> dict[str, Any]:
-    """Parameters (name -> default) declared by a chapter file (.md via jupytext, or .ipynb)."""
-    if nb is None:
-        nb = read_notebook(path)
-    _, source = notebook_parameters_cell(nb, str(path))
-    return parse_parameters_source(source, str(path))
-
-
-def read_notebook(path: str | Path):
-    import jupytext
-
-    return jupytext.read(str(path))
-
-
-# --------------------------------------------------------------------------
 # Resolution and validation
 # --------------------------------------------------------------------------
 def suggest(name: str, candidates: Iterable[str]) -> str:
@@ -519,12 +471,15 @@ def validate(
     declared: Mapping[str, Iterable[str]] | None = None,
     registry: Mapping[str, Param] = REGISTRY,
     source: str = "",
+    descriptions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Check supplied ``values`` and return them normalised.
 
     ``declared`` maps chapter -> names it declares; a name that no chapter
-    declares is unknown.  Raises :class:`ParamError` on the first problem.
+    declares is unknown.  ``descriptions`` (name -> what it means, from the chapters'
+    parameters cells) goes into the messages.  Raises :class:`ParamError` on the first problem.
     """
+    descriptions = descriptions or {}
     declared = declared if declared is not None else {"*": registry.keys()}
     valid = {n for names in declared.values() for n in names}
     out = {}
@@ -540,7 +495,7 @@ def validate(
                 f"parameter {name!r}{src} is declared by no chapter in _toc.yml; "
                 f"valid here: {', '.join(sorted(valid))}"
             )
-        out[name] = registry[name].check(value, source)
+        out[name] = registry[name].check(value, source, descriptions.get(name, ""))
     return out
 
 
