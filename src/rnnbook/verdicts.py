@@ -9,7 +9,9 @@ runs (successes, or failures), at one point or at several points of a grid:
 2. **Test.** At each point, Fisher's exact test (two-sided) of A's count against B's. With
    several points the p-values are Holm-adjusted, so a grid of many points cannot find a
    difference by chance more often than a single point. A point *differs* when its adjusted
-   p-value is below :data:`ALPHA`.
+   p-value is below :data:`ALPHA`. A claim about *time* to the criterion puts a log-rank test of
+   updates to success (:func:`logrank_p`, its direction :func:`logrank_favours`) in Fisher's place;
+   everything else is the same.
 3. **Direction.** Points that differ in the claimed direction and none the other way:
    candidate **supported**; the other way only: candidate **contradicted**; both ways:
    **not decided at this budget** (it depends on the point).
@@ -100,6 +102,11 @@ class Point:
     improving_a: int = 0
     improving_b: int = 0
     label: str = ""
+    #: A point another test decides (a log-rank test of updates to success, :func:`logrank_p`):
+    #: its raw p-value (NaN counts as 1) and the arm it favours (+1 A, -1 B, 0 neither:
+    #: :func:`logrank_favours`). None: Fisher's exact test of the counts, the direction theirs.
+    p: float | None = dataclasses.field(default=None, repr=False)
+    favours: int | None = dataclasses.field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------- tests
@@ -150,6 +157,26 @@ def logrank_p(durations_a, events_a, durations_b, events_b) -> float:
                               event_observed_A=np.asarray(events_a, bool),
                               event_observed_B=np.asarray(events_b, bool))
     return float(result.p_value)
+
+
+def logrank_favours(durations_a, events_a, durations_b, events_b) -> int:
+    """The arm a log-rank test of two samples of updates to success favours: +1 when A's successes
+    came sooner than the test expects under no difference (observed minus expected successes of A,
+    summed over the distinct success times, positive), -1 when later, 0 when neither or without
+    a success.
+
+    Example:
+        >>> logrank_favours([100, 200, 300], [True, True, True], [300, 400, 400], [True, False, False])
+        1
+    """
+    d_a, e_a = np.asarray(durations_a, float), np.asarray(events_a, bool)
+    d_b, e_b = np.asarray(durations_b, float), np.asarray(events_b, bool)
+    observed_minus_expected = 0.0
+    for t in np.unique(np.concatenate([d_a[e_a], d_b[e_b]])):
+        at_risk_a, at_risk = float((d_a >= t).sum()), float((d_a >= t).sum() + (d_b >= t).sum())
+        events_a_t = float((d_a[e_a] == t).sum())
+        observed_minus_expected += events_a_t - (events_a_t + float((d_b[e_b] == t).sum())) * at_risk_a / at_risk
+    return int(np.sign(round(observed_minus_expected, 9)))
 
 
 # ----------------------------------------------------------------------------- runs
@@ -272,22 +299,39 @@ def _counts(pt: Point) -> str:
     return f"{pt.a} of {pt.n_a} against {pt.b} of {pt.n_b}{where}"
 
 
+def _raw_p(pt: Point) -> float:
+    if pt.p is None:
+        return fisher_p(pt.a, pt.n_a, pt.b, pt.n_b)
+    return float(pt.p) if math.isfinite(pt.p) else 1.0
+
+
+def _favours(pt: Point) -> int:
+    if pt.favours is not None:
+        return int(np.sign(pt.favours))
+    return int(np.sign(pt.a / pt.n_a - pt.b / pt.n_b))
+
+
 def decide(points: Sequence[Point], premise: bool = True, premise_why: str = "",
-           names: tuple[str, str] = ("A", "B"), counting: str = "successes") -> Verdict:
+           names: tuple[str, str] = ("A", "B"), counting: str = "successes",
+           test_name: str = "Fisher's exact test") -> Verdict:
     """The verdict of a claim that arm A (``names[0]``) does better than B on ``counting`` at
-    ``points`` (see the module docstring). ``counting="failures"`` flips what "better" means:
-    a claim that A fails *more* passes its counts as ``a``, and more is the claimed direction."""
+    ``points`` (see the module docstring). Any ``counting`` other than ``"successes"`` (such as
+    ``"failures"`` or ``"collapses"``) counts something bad and flips what "better" means: a
+    claim that A fails *more* passes its counts as ``a``, and more is the claimed direction.
+    Points that carry their own p-value (:class:`Point` ``p``, from the test ``test_name``) are
+    decided by it, in the direction they give (``favours``), with the same Holm adjustment,
+    level, censoring and tie rules."""
     a_name, b_name = names
     if not premise:
         return Verdict(PREMISE_NOT_MET, premise_why or "The claim's premise was not met.", "premise check")
     points = [pt for pt in points if pt.n_a > 0 and pt.n_b > 0]
     if not points:
         return Verdict(NOT_DECIDED, "No point has runs of both arms.")
-    raw = [fisher_p(pt.a, pt.n_a, pt.b, pt.n_b) for pt in points]
+    raw = [_raw_p(pt) for pt in points]
     adj = holm(raw) if len(points) > 1 else raw
-    test = "Fisher's exact test" + (f", Holm-adjusted over {len(points)} points" if len(points) > 1 else "")
-    for_a = [i for i, pt in enumerate(points) if adj[i] < ALPHA and pt.a / pt.n_a > pt.b / pt.n_b]
-    for_b = [i for i, pt in enumerate(points) if adj[i] < ALPHA and pt.b / pt.n_b > pt.a / pt.n_a]
+    test = test_name + (f", Holm-adjusted over {len(points)} points" if len(points) > 1 else "")
+    for_a = [i for i, pt in enumerate(points) if adj[i] < ALPHA and _favours(pt) > 0]
+    for_b = [i for i, pt in enumerate(points) if adj[i] < ALPHA and _favours(pt) < 0]
     best = int(np.argmin(adj))
     p, deciding = float(adj[best]), points[best]
     counts = f"{a_name} {_counts(deciding)} ({b_name}; {counting})"
@@ -299,7 +343,7 @@ def decide(points: Sequence[Point], premise: bool = True, premise_why: str = "",
         winner_is_a = bool(for_a)
         # with failures counted, the arm with the higher count is the one doing worse
         claimed = winner_is_a
-        loser_improving = sum((pt.improving_b if winner_is_a != (counting == "failures") else pt.improving_a)
+        loser_improving = sum((pt.improving_b if winner_is_a != (counting != "successes") else pt.improving_a)
                               for pt in (points[i] for i in (for_a or for_b)))
         if loser_improving:
             return Verdict(NOT_DECIDED, f"{counts}, p = {p:.2g}; but {loser_improving} of the losing arm's runs "

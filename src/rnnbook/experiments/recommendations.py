@@ -51,7 +51,7 @@ def results(params: dict) -> dict:
     """The two chapters' results, the claims' verdicts, the advice and the headline."""
     r = relu.results(_pick(params, relu.PARAMS))
     c = clipping.results(_pick(params, clipping.PARAMS))
-    verdicts = claim_verdicts(r["verdicts"], c)
+    verdicts = claim_verdicts(r["verdicts"], c, r["collapse"]["verdicts"]["collapse"])
     failures = measured_failures(r)
     adv = advice(r, c, verdicts, failures)
     return {"relu": r, "clipping": c, "verdicts": verdicts, "failures": failures, "advice": adv,
@@ -72,12 +72,29 @@ def _verdict_from(c: dict, key: str) -> Verdict:
     return _as_verdict((c.get(f"claim_{key}", V.NOT_DECIDED), c.get(f"claim_{key}_why", "")))
 
 
-def claim_verdicts(relu_verdicts: dict, clip: dict) -> dict[str, Verdict]:
-    """The :class:`~rnnbook.verdicts.Verdict` of every claim of :data:`CLAIMS`."""
+def claim_verdicts(relu_verdicts: dict, clip: dict, long_lags: Verdict | None = None) -> dict[str, Verdict]:
+    """The :class:`~rnnbook.verdicts.Verdict` of every claim of :data:`CLAIMS`; the clipping claim's
+    by :func:`clip_verdict` (``long_lags``: the relu chapter's long-lag collapse verdict)."""
     out = {k: _as_verdict(relu_verdicts[k]) for k in relu_claims.CLAIMS}
-    out["clip"] = _verdict_from(clip, "clip")
+    out["clip"] = clip_verdict(_verdict_from(clip, "clip"), long_lags)
     out["band"] = _verdict_from(clip, "band")
     return {k: out[k] for k in CLAIMS}
+
+
+def clip_verdict(short: Verdict, long_lags: Verdict | None) -> Verdict:
+    """The clipping claim's verdict: the clipping chapter's (its short-lag SGD setting); when that
+    setting did not explode (premise not met) and the relu chapter's long-lag comparison had
+    collapses to prevent, that comparison's verdict on collapses, saying where it comes from.
+
+    Example:
+        >>> clip_verdict(Verdict(V.PREMISE_NOT_MET, "No explosion."), Verdict(V.SUPPORTED, "Fewer.")).why
+        'At the long lags of the relu chapter (Adam; the short-lag setting did not explode): Fewer.'
+    """
+    short = _as_verdict(short)
+    if short.word != V.PREMISE_NOT_MET or long_lags is None or long_lags.word == V.PREMISE_NOT_MET:
+        return short
+    return Verdict(long_lags.word, "At the long lags of the relu chapter (Adam; the short-lag setting did not "
+                   f"explode): {long_lags.why}", long_lags.test, long_lags.p)
 
 
 def verdict_cell(verdict: Verdict) -> str:

@@ -25,13 +25,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
 import pandas as pd
 
 from rnnbook import sweeps, verdicts as V
-from rnnbook.experiments.relu import claims as relu_claims
+from rnnbook.experiments.relu import claims as relu_claims, collapse as relu_collapse
 from rnnbook.experiments.common import (ExperimentError, ROLES, encoder_ceiling, fmt_ci, outcomes,
                                         parse_rnn_config, role_label, specs, wilson_interval)
 from rnnbook.experiments.relu.interface import (SATURATION, BASELINE, drive_display, drive_table,  # noqa: F401
@@ -50,7 +51,8 @@ PARAMS = ("seeds", "top_up_seeds", "lag_ladder", "rnn_configs", "lags", "interfa
           "units", "batch_size", "tuning_learning_rates", "tuning_seeds", "tuning_lag", "ablation_interfaces",
           "ablation_lag", "ablation_seeds", "n_val", "n_test", "memo_lag", "memo_n_train",
           "learning_rates", "clip_value", "stability_lag", "stability_max_updates", "widths",
-          "width_learning_rate", "ceiling_epochs", "rerun_samples", "rerun_updates", "budget_caps")
+          "width_learning_rate", "ceiling_epochs", "rerun_samples", "rerun_updates", "budget_caps",
+          *relu_collapse.PARAMS)
 
 
 def _pick(params: dict) -> dict:
@@ -64,6 +66,9 @@ def _pick(params: dict) -> dict:
                               "must be chosen on seeds the verdicts do not use")
     if set(map(int, p["seeds"])) & set(map(int, p["top_up_seeds"])):
         raise ExperimentError("top_up_seeds must be seeds not already in seeds")
+    if set(map(int, p["tuning_seeds"])) & set(map(int, p["collapse_seeds"])):
+        raise ExperimentError("tuning_seeds and collapse_seeds share seeds: the learning rates must be chosen on "
+                              "seeds the verdicts do not use")
     return p
 
 
@@ -135,6 +140,13 @@ def lag_sweep(p: dict, target_acc: float, rates: dict[str, float]) -> pd.DataFra
                 if ladder_stops({lag: int(part["success"].sum())}) is not None:
                     stopped.add((lab, key))
     return pd.concat(parts, ignore_index=True)
+
+
+def collapse_grid(p: dict, target_acc: float, rates: dict[str, float]):
+    """``grid(lag, labels)`` of the long-lag clipping comparison (:mod:`.collapse`): the lag
+    sweep's configurations ``labels`` at ``lag`` and the baseline interface level, as
+    :func:`lag_grid` makes them (so the unclipped arm is the lag sweep's own runs)."""
+    return lambda lag, labels: lag_grid(p, target_acc, rates, [lag], lambda lab, key: key == BASELINE and lab in labels)
 
 
 def ablation_grid(p: dict, target_acc: float, rates: dict[str, float], key: str = ROLES["tanh"]):
@@ -211,7 +223,15 @@ def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
     ablation = sweeps.with_seeds(ablation_grid(p, target_acc, guess)[0], p["ablation_seeds"])
     rest = [c for configs, _ in (memo_grid(p, target_acc), lr_grid(p, target_acc), width_grid(p, target_acc))
             for c in configs]
-    return tuned + lag + ablation + sweeps.with_seeds(rest, p["seeds"])
+    swept = [(dataclasses.replace(c, seed=int(s)), lab, key)
+             for c, lab, key in zip(*lag_grid(p, target_acc, guess)) for s in p["seeds"]]
+    long_lags = relu_collapse.plan(p, swept, _cached_record, collapse_grid(p, target_acc, guess), BASELINE)
+    return tuned + lag + ablation + sweeps.with_seeds(rest, p["seeds"]) + long_lags
+
+
+def _cached_record(config: TrainConfig) -> dict | None:
+    """The run cache's record of ``config``, or None (nothing trains)."""
+    return sweeps.cached_train(config) if sweeps.is_cached(config) else None
 
 
 # ----------------------------------------------------------------------------- runs and statistics
@@ -303,7 +323,8 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
 
     Keys: ``ceiling``, ``target_acc``, ``rates`` and ``tuning_table`` (the fair race), the run
     tables ``tuning``/``lag``/``ablation``/``memo``/``lr``/``width``, ``table`` (success per point),
-    ``reach``, ``drive``, ``budget``, ``numbers`` and ``verdicts`` (:mod:`.relu_claims`).
+    ``reach``, ``drive``, ``budget``, ``numbers`` and ``verdicts`` (:mod:`.relu_claims`), and
+    ``collapse``: the long-lag clipping comparison (:func:`.collapse.study`).
     """
     p = _pick(params)
     if not p["seeds"]:
@@ -315,6 +336,7 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     out["tuning"] = run(configs, labels, p["tuning_seeds"], "relu: learning rates", levels)
     out["rates"], out["tuning_table"] = choose_rates(out["tuning"])
     out["lag"] = lag_sweep(p, target, out["rates"])
+    out["collapse"] = relu_collapse.study(p, out["lag"], collapse_grid(p, target, out["rates"]), run, BASELINE)
     configs, labels, levels = ablation_grid(p, target, out["rates"])
     out["ablation"] = run(configs, labels, p["ablation_seeds"], "relu: interface ablation", levels)
     out["memo"] = run(*memo_grid(p, target), p["seeds"], "relu: memorisation")
@@ -342,10 +364,13 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
 def shipped_rows(out: dict) -> list[tuple[TrainConfig, dict, str]]:
     """``(config, record, label)`` of every run of the chapter whose record is a shipped reference
     record (:mod:`rnnbook.reference`)."""
-    rows = []
-    for key in ("tuning", "lag", "ablation", "memo", "lr", "width"):
-        for rec, label in zip(out[key]["record"], out[key]["label"]):
-            if rec.get("provenance"):
+    rows, seen = [], set()
+    for key in ("tuning", "lag", "ablation", "memo", "lr", "width", "collapse"):
+        runs = out[key]["runs"] if key == "collapse" else out[key]
+        for rec, label in zip(runs["record"] if len(runs) else [], runs["label"] if len(runs) else []):
+            ident = json.dumps(rec.get("config"), sort_keys=True, default=list)
+            if rec.get("provenance") and ident not in seen:  # the long lags' unclipped runs are the lag sweep's
+                seen.add(ident)
                 rows.append((TrainConfig(**rec["config"]), rec, label))
     return rows
 
@@ -507,7 +532,15 @@ def page_values(out: dict) -> dict:
     abl = ablation_table(out["ablation"])
     vals["ablation_text"] = "; ".join(f"{r['interface']}: {r['successes']}" for _, r in abl.iterrows()) \
         if "successes" in abl else ""
+    vals.update(relu_collapse.page_values(out["collapse"]))
     return vals
+
+
+def collapse_figure(out: dict) -> dict:
+    """``fig-collapse`` (``figure``), its data and the data of ``tbl-collapse-rates`` (:mod:`.collapse`)."""
+    runs = out["collapse"]["runs"]
+    chance = float((runs if len(runs) else out["lag"])["chance"].mean())
+    return relu_collapse.figure_data(out["collapse"], chance, out["target_acc"])
 
 
 def figure_data(out: dict) -> dict:
@@ -531,5 +564,5 @@ def figure_data(out: dict) -> dict:
 
 def all_runs(out: dict) -> pd.DataFrame:
     """Every run of the chapter, one row each, with the sweep it belongs to."""
-    return pd.concat([out[k].assign(sweep=k) for k in ("tuning", "lag", "ablation", "memo", "lr", "width")],
-                     ignore_index=True)
+    return pd.concat([out[k].assign(sweep=k) for k in ("tuning", "lag", "ablation", "memo", "lr", "width")]
+                     + [out["collapse"]["runs"].assign(sweep="collapse")], ignore_index=True)

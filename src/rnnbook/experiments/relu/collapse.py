@@ -1,0 +1,407 @@
+"""Clipping where explosions happen: the relu chapter's long lags, each simple RNN unclipped and
+with ``global_clipnorm``, and the runs that learn and then lose what they learned (collapses,
+:mod:`rnnbook.collapse`).
+
+The clipping chapter looks for an explosion by raising plain SGD's learning rate at a short lag;
+here the setting is the lag sweep's own (Adam at each configuration's tuned rate, fresh
+sequences, the criterion and the cap), at the lags where a simple RNN only just learns:
+
+* **The long lags** (:func:`long_lags`): the ``collapse_lag_count`` longest lags of the lag sweep
+  at which some simple-RNN configuration (not GRU or LSTM) met the criterion at least once with
+  Keras-default features (the baseline interface level), each with the simple-RNN
+  configurations the lag sweep ran there (the lag ladder may have stopped the others).
+* **Two arms** per configuration and lag, on ``collapse_seeds``: *no clipping* (the lag sweep's
+  own runs, read from the run cache; seeds it did not run are trained at the same settings) and
+  *global_clipnorm* at a threshold set by Pascanu et al.'s §3.2 heuristic:
+  ``collapse_clip_multiple`` times the average gradient norm of the unclipped runs at that point
+  over their first :data:`PILOT_UPDATES` updates (:func:`rnnbook.collapse.pilot_norm`).
+* **Verdicts** (:func:`claim_verdicts`), by the book's one rule: clipping makes collapses rarer
+  (Fisher on collapse counts) and reaches the criterion sooner (log-rank), Holm-adjusted over the
+  points; no unclipped run collapsing is "premise not met".
+
+Every function takes the chapter's own grid and run functions as arguments (``grid(lag,
+labels)`` and ``run``), so it is tested on planted runs without training.
+
+Example:
+    >>> threshold(0.123456, 2.0)
+    0.2469
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+
+from rnnbook import collapse as rule, verdicts as V
+from rnnbook.experiments.common import fmt_ci, wilson_interval
+from rnnbook.experiments.relu.claims import improving
+from rnnbook.verdicts import Point, Verdict, decide
+
+#: The comparison's parameters (in the relu chapter's parameters cell).
+PARAMS = ("collapse_seeds", "collapse_lag_count", "collapse_clip_multiple")
+#: The average gradient norm is taken over the unclipped runs' check intervals up to this update.
+PILOT_UPDATES = 200
+#: The arms: ``clip_mode`` -> label.
+ARMS = {"none": "no clipping", "global_clipnorm": "global_clipnorm"}
+#: The claims, by key, as the page states them.
+CLAIMS = {"collapse": "At long lags, clipping the global gradient norm makes collapses rarer (Adam)",
+          "collapse_time": "At long lags, clipping the global gradient norm reaches the criterion sooner (Adam)"}
+
+
+def long_lags(lag_runs: pd.DataFrame, n_lags: int, baseline: str) -> list[tuple[int, list[str]]]:
+    """``(lag, configuration labels)`` of the ``n_lags`` longest lags (in increasing order) at
+    which some simple-RNN configuration succeeded at least once at interface level ``baseline``;
+    the labels are the simple-RNN configurations the lag sweep ran there.
+
+    Example:
+        >>> runs = pd.DataFrame({"cell": ["simple_rnn"] * 3 + ["gru"], "interface": "keras",
+        ...                      "lag": [10, 20, 40, 80], "label": "a", "success": [True, True, False, True]})
+        >>> long_lags(runs, 2, "keras")
+        [(10, ['a']), (20, ['a'])]
+    """
+    if lag_runs.empty:
+        return []
+    simple = lag_runs[(lag_runs["cell"] == "simple_rnn") & (lag_runs["interface"] == baseline)]
+    learned = sorted({int(x) for x in simple.loc[simple["success"].astype(bool), "lag"]}, reverse=True)[:int(n_lags)]
+    return [(lag, list(dict.fromkeys(simple.loc[simple["lag"] == lag, "label"]))) for lag in sorted(learned)]
+
+
+def threshold(average_norm: float, multiple: float) -> float:
+    """``multiple`` x ``average_norm`` to four significant digits (NaN when not a positive number)."""
+    value = float(multiple) * float(average_norm)
+    if not (math.isfinite(value) and value > 0):
+        return math.nan
+    return float(f"{value:.4g}")
+
+
+def annotate(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with each run's :class:`rnnbook.collapse.Collapse`: ``collapsed``,
+    ``collapse_update``, ``collapse_grad_norm``, ``best_val_acc``, ``drop``, ``collapse_how``."""
+    found = [rule.collapse(r) for r in runs["record"]]
+    return runs.assign(collapsed=[c.collapsed for c in found],
+                       collapse_update=[c.update if c.update is not None else math.nan for c in found],
+                       collapse_grad_norm=[c.grad_norm for c in found], best_val_acc=[c.best for c in found],
+                       drop=[c.drop for c in found], collapse_how=[c.how for c in found])
+
+
+def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str) -> dict:
+    """Run (or load) the comparison. ``grid(lag, labels)`` gives the lag sweep's ``(configs,
+    labels, levels)`` of ``labels`` at ``lag`` and the baseline level; ``run(configs, labels,
+    seeds, desc, levels)`` is the chapter's :func:`run`.
+
+    Keys: ``wanted`` (``collapse_lag_count``), ``points`` (:func:`long_lags`), ``runs`` (one row per
+    run of both arms: ``arm``, ``pilot_norm``, ``threshold``, ``added`` (a run the lag sweep did
+    not have) and :func:`annotate`'s columns), ``table`` (:func:`rates_table`), ``verdicts``
+    (:func:`claim_verdicts`), ``seeds`` and ``multiple``."""
+    seeds, multiple = [int(s) for s in p["collapse_seeds"]], float(p["collapse_clip_multiple"])
+    points = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline)
+    out = {"wanted": int(p["collapse_lag_count"]), "points": points, "seeds": seeds, "multiple": multiple}
+    grids = [grid(lag, labels) for lag, labels in points]
+    configs = [c for g in grids for c in g[0]]
+    labels = [lab for g in grids for lab in g[1]]
+    levels = [lvl for g in grids for lvl in g[2]]
+    if not configs:
+        out["runs"] = pd.DataFrame()
+        out["table"], out["verdicts"] = rates_table(out["runs"]), claim_verdicts(out["runs"])
+        return out
+    plain = run(configs, labels, seeds, "relu: long lags, no clipping", levels).assign(arm="none")
+    clipped_configs, clipped_labels, clipped_levels, norms = [], [], [], {}
+    for config, label, level in zip(configs, labels, levels):
+        point = plain[(plain["label"] == label) & (plain["lag"] == config.lag)]
+        norms[(label, int(config.lag))] = average = rule.pilot_norm(point["record"], PILOT_UPDATES)
+        c = threshold(average, multiple)
+        if math.isfinite(c):
+            clipped_configs.append(dataclasses.replace(config, clip_mode="global_clipnorm", clip_threshold=c))
+            clipped_labels.append(label)
+            clipped_levels.append(level)
+    parts = [plain]
+    if clipped_configs:
+        parts.append(run(clipped_configs, clipped_labels, seeds, "relu: long lags, global_clipnorm",
+                         clipped_levels).assign(arm="global_clipnorm"))
+    runs = pd.concat(parts, ignore_index=True)
+    runs["pilot_norm"] = [norms.get((lab, int(lag)), math.nan) for lab, lag in zip(runs["label"], runs["lag"])]
+    runs["threshold"] = [threshold(a, multiple) for a in runs["pilot_norm"]]
+    swept = set(zip(lag_runs["label"], lag_runs["interface"], lag_runs["lag"].astype(int), lag_runs["seed"].astype(int)))
+    runs["added"] = [arm != "none" or (lab, lvl, int(lag), int(s)) not in swept
+                     for arm, lab, lvl, lag, s in zip(runs["arm"], runs["label"], runs["interface"], runs["lag"],
+                                                      runs["seed"])]
+    out["runs"] = annotate(runs)
+    out["table"], out["verdicts"] = rates_table(out["runs"]), claim_verdicts(out["runs"])
+    return out
+
+
+def _arm_counts(part: pd.DataFrame, tag: str) -> dict:
+    n, k, s = len(part), int(part["collapsed"].sum()) if len(part) else 0, int(part["success"].sum()) if len(part) else 0
+    rate, lo, hi = wilson_interval(k, n)
+    srate, slo, shi = wilson_interval(s, n)
+    done = part.loc[part["success"].astype(bool), "updates"] if n else pd.Series(dtype=float)
+    return {f"runs_{tag}": n, f"collapses_{tag}": k, f"collapse_rate_{tag}": rate, f"collapse_lo_{tag}": lo,
+            f"collapse_hi_{tag}": hi, f"successes_{tag}": s, f"success_rate_{tag}": srate, f"success_lo_{tag}": slo,
+            f"success_hi_{tag}": shi, f"median_updates_{tag}": float(done.median()) if len(done) else math.nan}
+
+
+def rates_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and lag: the pilot's average norm and the threshold, and per arm
+    (``none``, ``clip``) the runs, collapses and successes with Wilson 95 % intervals and the
+    median updates to success; Fisher's p of the collapse counts and the log-rank p of updates to
+    success (both raw, per point)."""
+    columns = ["label", "lag", "pilot_norm", "threshold"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (label, lag), part in runs.groupby(["label", "lag"], sort=False):
+        a, b = part[part["arm"] == "none"], part[part["arm"] == "global_clipnorm"]
+        row = {"label": label, "lag": int(lag), "pilot_norm": float(part["pilot_norm"].iloc[0]),
+               "threshold": float(part["threshold"].iloc[0]), **_arm_counts(a, "none"), **_arm_counts(b, "clip")}
+        both = len(a) and len(b)
+        row["collapse_fisher_p"] = (V.fisher_p(row["collapses_none"], len(a), row["collapses_clip"], len(b))
+                                    if both else math.nan)
+        row["logrank_p"] = (V.logrank_p(b["updates"], b["success"], a["updates"], a["success"]) if both else math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _k_of_n(k, n, rate, lo, hi) -> str:
+    return "n/a" if not n else f"{int(k)} of {int(n)}: {fmt_ci(rate, lo, hi)}"
+
+
+def _norm(x: float) -> str:
+    return f"{x:.3g}" if np.isfinite(x) else "not finite"
+
+
+def _p(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.2g}"
+
+
+def rates_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``tbl-collapse-rates`` for the page: per configuration and lag, the threshold, collapses
+    and successes of each arm (k of n: share [Wilson 95 %]) and the two tests' raw p-values; one
+    row saying so when there is no long lag."""
+    if table.empty:
+        return pd.DataFrame([{"configuration": "none: no simple RNN met the criterion at any lag of this build"}])
+    out = {"configuration": table["label"], "lag": table["lag"].astype(int),
+           "global_clipnorm threshold (average norm)": [f"{c:.3g} ({a:.3g})" if np.isfinite(c) else "n/a"
+                                                        for c, a in zip(table["threshold"], table["pilot_norm"])]}
+    for what, key in (("collapses", "collapse"), ("successes", "success")):
+        for tag, arm in (("none", "no clipping"), ("clip", "clipped")):
+            out[f"{what}, {arm}"] = [_k_of_n(r[f"{what}_{tag}"], r[f"runs_{tag}"], r[f"{key}_rate_{tag}"],
+                                             r[f"{key}_lo_{tag}"], r[f"{key}_hi_{tag}"]) for _, r in table.iterrows()]
+    out["Fisher p (collapses)"] = table["collapse_fisher_p"].map(_p)
+    out["log-rank p (updates to success)"] = table["logrank_p"].map(_p)
+    return pd.DataFrame(out)
+
+
+def claim_verdicts(runs: pd.DataFrame) -> dict[str, Verdict]:
+    """The two claims of :data:`CLAIMS` by :func:`rnnbook.verdicts.decide`, one point per
+    configuration and lag: collapses (no clipping against clipped, counting collapses: more
+    collapses without clipping is the claimed direction) and updates to success (clipped against
+    no clipping, log-rank). Premise: some unclipped run collapsed."""
+    pts_c, pts_t = [], []
+    if not runs.empty:
+        for (label, lag), part in runs.groupby(["label", "lag"], sort=False):
+            a, b = part[part["arm"] == "none"], part[part["arm"] == "global_clipnorm"]
+            if not (len(a) and len(b)):
+                continue
+            where = f"{label}, lag {int(lag)}"
+            # a run that collapsed has had its event: only the others could change with more updates
+            pts_c.append(Point(int(a["collapsed"].sum()), len(a), int(b["collapsed"].sum()), len(b),
+                               improving(a[~a["collapsed"]]), improving(b[~b["collapsed"]]), where))
+            pts_t.append(Point(int(b["success"].sum()), len(b), int(a["success"].sum()), len(a), improving(b),
+                               improving(a), where,
+                               p=V.logrank_p(b["updates"], b["success"], a["updates"], a["success"]),
+                               favours=V.logrank_favours(b["updates"], b["success"], a["updates"], a["success"])))
+    if not pts_c:
+        premise, why = False, ("No simple RNN met the criterion at any lag of this build's sweep with Keras-default "
+                               "features, so no run could learn and then lose it: there was nothing to compare.")
+    else:
+        premise = any(pt.a for pt in pts_c)
+        why = (f"No unclipped run collapsed at the long lags (fell more than {rule.DROP:g} below its best "
+               "validation accuracy), so there was nothing for clipping to prevent.")
+    names = (ARMS["none"], ARMS["global_clipnorm"])
+    return {"collapse": decide(pts_c, premise, why, names=names, counting="collapses"),
+            "collapse_time": decide(pts_t, premise, why, names=names[::-1], test_name="log-rank test")}
+
+
+# ----------------------------------------------------------------------------- the figure
+
+
+def example(runs: pd.DataFrame) -> pd.Series | None:
+    """The run ``fig-collapse`` shows: a collapsed run before one that did not, an unclipped one
+    before a clipped one, the largest fall below its best first; None without runs."""
+    if runs.empty:
+        return None
+    order = runs.assign(_plain=runs["arm"] == "none").sort_values(["collapsed", "_plain", "drop"], ascending=False,
+                                                                   kind="stable")
+    return order.iloc[0]
+
+
+def traces(runs: pd.DataFrame, shown: pd.Series | None) -> pd.DataFrame:
+    """Per check of the shown run and of its twin in the other arm (same configuration, lag and
+    seed): updates, validation accuracy and the largest gradient norm of the interval before the
+    check (an interval after the last check, up to a divergence, has no accuracy)."""
+    if shown is None:
+        return pd.DataFrame()
+    same = runs[(runs["label"] == shown["label"]) & (runs["lag"] == shown["lag"]) & (runs["seed"] == shown["seed"])]
+    rows = []
+    for arm in (shown["arm"], *[a for a in ARMS if a != shown["arm"]]):
+        for _, r in same[same["arm"] == arm].iterrows():
+            s = rule.interval_stats(r["record"])
+            ends = s["check_interval_end"]
+            for i, update in enumerate(ends):
+                rows.append({"arm": ARMS[arm], "label": r["label"], "lag": int(r["lag"]), "seed": int(r["seed"]),
+                             "updates": int(update),
+                             "validation accuracy": s["check_val_acc"][i] if i < len(s["check_val_acc"]) else math.nan,
+                             "gradient norm (largest since the last check)":
+                                 s["check_grad_norm_max"][i] if i < len(s["check_grad_norm_max"]) else math.nan,
+                             "threshold": float(r["threshold"]) if arm != "none" else math.nan})
+    return pd.DataFrame(rows)
+
+
+def fig_collapse(curves: pd.DataFrame, shown: pd.Series | None, chance: float, target: float):
+    """``fig-collapse``: the shown run's validation accuracy (top) and gradient norm (bottom, log
+    scale) on one time axis, solid, with its twin of the other arm dashed; the collapse marked by a
+    vertical line, the clipping threshold by a horizontal one, chance and the target dotted."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from rnnbook import plots
+
+    plots.set_style()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.6, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    top.set_ylabel("validation accuracy")
+    bottom.set_ylabel("gradient norm\n(largest since last check)")
+    bottom.set_xlabel("updates")
+    if curves.empty or shown is None:
+        top.text(0.5, 0.5, "no run: no long lag in this build", ha="center", va="center", transform=top.transAxes)
+        bottom.text(0.5, 0.5, "no run", ha="center", va="center", transform=bottom.transAxes)
+        fig.tight_layout()
+        plt.close(fig)
+        return fig
+    color = plots.color_for(shown["label"]) or "#0173b2"
+    arms = list(dict.fromkeys(curves["arm"]))
+    style = dict(hue="arm", style="arm", palette={a: (color if a == arms[0] else "0.45") for a in arms},
+                 dashes={a: ("" if a == arms[0] else (4, 1.5)) for a in arms}, hue_order=arms, style_order=arms)
+    sns.lineplot(data=curves, x="updates", y="validation accuracy", marker="o", markersize=3, errorbar=None, ax=top,
+                 **style)
+    finite = curves[np.isfinite(curves["gradient norm (largest since the last check)"])
+                    & (curves["gradient norm (largest since the last check)"] > 0)]
+    sns.lineplot(data=finite, x="updates", y="gradient norm (largest since the last check)", marker="o",
+                 markersize=3, errorbar=None, ax=bottom, legend=False, **style)
+    bottom.set_yscale("log")
+    top.axhline(chance, ls=":", lw=1, color="0.4", label=f"chance ({chance:.2f})")
+    top.axhline(target, ls="--", lw=0.8, color="0.6", label=f"target ({target:.2f})")
+    clip = curves["threshold"].dropna()
+    if len(clip):
+        bottom.axhline(float(clip.iloc[0]), ls="--", lw=1, color="0.3")
+        bottom.annotate(f"threshold {float(clip.iloc[0]):.3g}", xy=(1, float(clip.iloc[0])),
+                        xycoords=("axes fraction", "data"), xytext=(-3, 3), textcoords="offset points",
+                        ha="right", fontsize=8, color="0.3")
+    if bool(shown["collapsed"]) and np.isfinite(shown["collapse_update"]):
+        for ax in (top, bottom):
+            ax.axvline(float(shown["collapse_update"]), color="#d55e00", lw=1.2, ls="-.",
+                       label="collapse" if ax is top else None)
+    what = "collapsed" if bool(shown["collapsed"]) else "largest fall, no collapse"
+    top.set_title(f"{shown['label']}, lag {int(shown['lag'])}, seed {int(shown['seed'])} ({what})", fontsize=10)
+    top.set_ylim(0, 1.02)
+    top.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def page_values(res: dict) -> dict:
+    """Every value the section pastes, by glue key (strings are Markdown)."""
+    runs, table, v = res["runs"], res["table"], res["verdicts"]
+    lags = [lag for lag, _ in res["points"]]
+    vals = {"collapse_drop": rule.DROP, "collapse_multiple": res["multiple"], "collapse_pilot_updates": PILOT_UPDATES,
+            "collapse_n_seeds": len(res["seeds"]), "collapse_lag_count": res["wanted"]}
+    if not lags:
+        vals["collapse_where"] = ("No simple RNN met the criterion at any lag of this build's lag sweep with "
+                                  "Keras-default features, so there is no long lag to compare clipping at: the "
+                                  "table below is empty and both claims' premise is not met.")
+    else:
+        where = "; ".join(f"lag {lag}: {_and(labels)}" for lag, labels in res["points"])
+        short = (f" The lag sweep had only {len(lags)} such lag{'s' if len(lags) > 1 else ''}, fewer than the "
+                 f"{res['wanted']} asked for." if len(lags) < res["wanted"] else "")
+        vals["collapse_where"] = f"The long lags and the simple RNNs the lag sweep ran there: {where}.{short}"
+    vals["collapse_thresholds"] = "; ".join(
+        f"{r['label']} at lag {int(r['lag'])}: average norm {r['pilot_norm']:.3g}, threshold {r['threshold']:.3g}"
+        for _, r in table.iterrows() if np.isfinite(r["threshold"])) or "none"
+    vals["collapse_summary"] = "; ".join(
+        f"{r['label']} at lag {int(r['lag'])}: collapses {r['collapses_none']} of {r['runs_none']} unclipped and "
+        f"{r['collapses_clip']} of {r['runs_clip']} clipped, successes {r['successes_none']} of {r['runs_none']} "
+        f"unclipped and {r['successes_clip']} of {r['runs_clip']} clipped" for _, r in table.iterrows()) or "none"
+    n_runs = len(runs)
+    added = runs[runs["added"]] if n_runs else runs
+    vals.update({"collapse_n_runs": n_runs, "collapse_n_added": len(added),
+                 "collapse_added_minutes": float(added["wall_time"].fillna(0).sum()) / 60 if len(added) else 0.0,
+                 "collapse_added_updates": int(added["updates"].sum()) if len(added) else 0})
+    collapsed = runs[runs["collapsed"]] if n_runs else runs
+    vals["collapse_events"] = "; ".join(
+        f"{r['label']} at lag {int(r['lag'])}, seed {int(r['seed'])} ({'unclipped' if r['arm'] == 'none' else 'clipped'}): "
+        f"from {r['best_val_acc']:.2f} at update {int(r['collapse_update']) if np.isfinite(r['collapse_update']) else 'n/a'}"
+        f" ({r['collapse_how']}), gradient norm {_norm(r['collapse_grad_norm'])}"
+        for _, r in collapsed.iterrows()) or "none"
+    shown = example(runs)
+    vals["collapse_shown"] = ("no run" if shown is None else
+                              f"{shown['label']} at lag {int(shown['lag'])}, seed {int(shown['seed'])}, "
+                              f"{ARMS[shown['arm']]}" + ("" if bool(shown["collapsed"]) else
+                                                         " (no run collapsed: the run with the largest fall)"))
+    for key, verdict in v.items():
+        vals[f"verdict_{key}"] = V.markdown(verdict)
+        vals[f"word_{key}"] = verdict.word
+    return vals
+
+
+def figure_data(res: dict, chance: float, target: float) -> dict:
+    """The figure, its data and the table's data, by key."""
+    shown = example(res["runs"])
+    curves = traces(res["runs"], shown)
+    data = curves if not curves.empty else pd.DataFrame([{"note": "no run: no long lag in this build"}])
+    table = res["table"] if not res["table"].empty else rates_display(res["table"])
+    return {"fig-collapse": data, "tbl-collapse-rates": table,
+            "figure": fig_collapse(curves, shown, chance, target)}
+
+
+# ----------------------------------------------------------------------------- the dry run
+
+
+def plan(p: dict, lag_configs, load, grid, baseline: str) -> list:
+    """The comparison's runs, for ``--dry-run``: the long lags read from the lag sweep's runs that
+    are cached (``lag_configs``: ``(config, label, level)`` of the planned lag sweep on ``seeds``;
+    ``load(config)``: its record or None), or the grid's longest lags when none is; unclipped runs
+    on ``collapse_seeds``, and clipped ones at the threshold of the cached unclipped runs (a
+    placeholder threshold of 1 when they are not all cached)."""
+    rows = []
+    for config, label, level in lag_configs:
+        record = load(config)
+        if record is not None:
+            rows.append({"cell": config.cell, "interface": level, "lag": int(config.lag), "label": label,
+                         "success": record.get("outcome") == "success"})
+    n = int(p["collapse_lag_count"])
+    points = long_lags(pd.DataFrame(rows), n, baseline)
+    if not rows:  # nothing cached: the grid's longest lags, every simple RNN
+        simple = list(dict.fromkeys(lab for c, lab, lvl in lag_configs if c.cell == "simple_rnn" and lvl == baseline))
+        points = [(int(lag), simple) for lag in sorted({int(x) for x in p["lags"]})[-n:]] if simple else []
+    seeds = [int(s) for s in p["collapse_seeds"]]
+    planned = []
+    for lag, labels in points:
+        configs, _, _ = grid(lag, labels)
+        for config in configs:
+            plain = [dataclasses.replace(config, seed=s) for s in seeds]
+            records = [load(c) for c in plain]
+            c = (threshold(rule.pilot_norm(records, PILOT_UPDATES), float(p["collapse_clip_multiple"]))
+                 if all(r is not None for r in records) else math.nan)
+            clipped = dataclasses.replace(config, clip_mode="global_clipnorm",
+                                          clip_threshold=c if math.isfinite(c) else 1.0)
+            planned += plain + [dataclasses.replace(clipped, seed=s) for s in seeds]
+    return planned
