@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from rnnbook import clipping, training
+from rnnbook import clipping, engine, training
 from rnnbook.training import TrainConfig
 
 # two batches of 8 per epoch; the test set is large enough that accuracies differ
@@ -32,7 +32,7 @@ def test_a_non_finite_update_leaves_the_weights_unchanged(data_dir):
     task = TINY.task_data(data_dir)
     model = TINY.model(task.num_classes)
     optimizer = clipping.make_optimizer("adam", 1e-2)
-    stepper = training.Stepper(model, optimizer, indexed=False)
+    stepper = engine.Stepper(model, optimizer, indexed=False)
     frames, labels = task.train.frames()[:8].copy(), task.train.labels[:8]
     before = model.get_weights()
 

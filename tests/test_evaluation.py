@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from rnnbook import data, recurrence, synthetic, training
+from rnnbook import data, engine, recurrence, synthetic, training
 
 CELLS = ("simple_rnn", "gru", "lstm")
 
@@ -36,7 +36,7 @@ def test_final_state_is_the_last_training_state(cell, seq_len):
 
 
 def _reference(monkeypatch):
-    monkeypatch.setattr(training.Stepper, "forward_only", False)
+    monkeypatch.setattr(engine.Stepper, "forward_only", False)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -44,7 +44,7 @@ def test_check_logits_are_the_training_forward_passes(cell, monkeypatch):
     config = training.TrainConfig(seq_len=12, lag=11, n_train=32, n_val=300, n_test=8, units=16, cell=cell,
                                   conv_filters=(4, 8), batch_size=32, seed=2)
     task = config.task_data(data_dir=None)
-    parts = training.prepare_run(config, task)
+    parts = engine.prepare_run(config, task)
     stream = data.SequenceStream(task, 0)
     for _ in range(3):
         parts.steppers["train"].step(*stream.next(32))
@@ -62,7 +62,7 @@ def test_check_logits_are_the_training_forward_passes(cell, monkeypatch):
 def test_synthetic_checks_are_the_training_forward_passes(task, monkeypatch):
     config = training.TrainConfig(task=task, seq_len=20, units=8, cell="lstm" if task == "temporal_order" else "gru",
                                   max_updates=2, check_every=1, n_val=64, n_test=8, batch_size=16)
-    parts = training.prepare_run(config, config.task_data())
+    parts = engine.prepare_run(config, config.task_data())
     x, y = config.task_data().held_out(0, 64, "val")
     fast = parts.steppers["val"].evaluate(x, y)
     _reference(monkeypatch)

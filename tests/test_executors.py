@@ -6,8 +6,6 @@ import dataclasses
 import functools
 import json
 import os
-import signal
-import threading
 import time
 
 import pytest
@@ -15,6 +13,8 @@ import pytest
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
 from rnnbook import executors, runtime, sweeps
 from rnnbook.training import TrainConfig
+
+from worker_faults import killing_a_starting_worker, starts
 
 TINY = TrainConfig(seq_len=3, lag=2, n_train=8, n_val=16, n_test=16, epochs=2, batch_size=8, units=8,
                    conv_filters=(4,))
@@ -91,10 +91,6 @@ def _fake(config, marks=None, seconds=0.0, fail=()):
             "steps": {"loss": [1.0]}, "wall_time": 0.0, "seconds_per_epoch": 0.0}
 
 
-def _starts(marks):
-    return sorted(p.stem for p in marks.iterdir() for _ in p.read_text().splitlines())
-
-
 GRID = [dataclasses.replace(TINY, activation=a) for a in ("tanh", "relu")]
 
 
@@ -105,7 +101,7 @@ def test_a_failing_run_is_recorded_not_cached(tmp_path, trainer):
     runs = sweeps.run_sweep(GRID, seeds=[0, 1], cache_dir=tmp_path / "runs", executor=pool)
     assert list(runs["failed"]) == [False, False, True, True]
     assert list(runs["error"][2:]) == ["ValueError: no relu today"] * 2
-    assert _starts(marks) == ["relu-0", "relu-1", "tanh-0", "tanh-1"]  # an error is not retried
+    assert starts(marks) == ["relu-0", "relu-1", "tanh-0", "tanh-1"]  # an error is not retried
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == \
         sorted(f"{sweeps.run_key(c)}.json" for c in sweeps.with_seeds(GRID[:1], [0, 1]))
 
@@ -113,28 +109,13 @@ def test_a_failing_run_is_recorded_not_cached(tmp_path, trainer):
 def test_a_killed_worker_is_replaced_and_its_run_retried(tmp_path, trainer):
     marks = tmp_path / "marks"
     marks.mkdir()
-    killed = []
-
-    def kill_a_worker_running_seed_1():
-        deadline = time.time() + 120
-        while time.time() < deadline and not killed:
-            started = sorted(p for p in marks.iterdir() if p.stem.endswith("-1"))
-            if started:
-                os.kill(int(started[0].suffix[1:]), signal.SIGKILL)
-                killed.append(started[0].stem)
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_a_worker_running_seed_1)
-    killer.start()
     pool = trainer(functools.partial(_fake, marks=str(marks), seconds=1.0))
-    try:
+    with killing_a_starting_worker(marks, which=lambda mark: mark.stem.endswith("-1"), timeout=120) as killed:
         runs = sweeps.run_sweep(GRID, seeds=[0, 1, 2], cache_dir=tmp_path / "runs", executor=pool)
-    finally:
-        killer.join()
     assert killed and not runs["failed"].any()
     assert list(zip(runs["activation"], runs["seed"])) == [(a, s) for a in ("tanh", "relu") for s in (0, 1, 2)]
     assert list(runs["test_acc"]) == pytest.approx([0, 0.1, 0.2] * 2)
-    assert _starts(marks).count(killed[0]) == 2 and len(pool.retried) == 1
+    assert starts(marks).count(killed[0]) == 2 and len(pool.retried) == 1
     assert len(list((tmp_path / "runs").iterdir())) == 6
 
 
@@ -176,7 +157,7 @@ def test_ctrl_c_keeps_every_finished_run_and_stops_the_workers(tmp_path, monkeyp
 
 def test_a_small_sweep_runs_in_this_process(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(sweeps, "train", lambda config: calls.append(config) or _fake(config))
+    monkeypatch.setattr(executors, "train", lambda config: calls.append(config) or _fake(config))
     pool = executors.PoolExecutor(2)
     runs = sweeps.run_sweep(GRID, seeds=[0, 1], cache_dir=tmp_path / "runs", executor=pool)
     assert len(calls) == 4 and not pool._pool and not runs["failed"].any()

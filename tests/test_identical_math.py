@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnnbook import bench, data, models, recurrence, training
+from rnnbook import bench, data, engine, models, recurrence
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -216,7 +216,7 @@ def train_both(model, split, optimizer_fn, steps):
     before = model.get_weights()
     baseline = model.keras_baseline()
     baseline.compile(optimizer=optimizer_fn(), loss=LOSS)
-    stepper = training.Stepper(model, optimizer_fn(), indexed=True, bank=split.bank, fast=True)
+    stepper = engine.Stepper(model, optimizer_fn(), indexed=True, bank=split.bank, fast=True)
     for _ in range(steps):
         stepper.step(split.index, split.labels)
     baseline.fit(split.frames(), split.labels, batch_size=len(split), epochs=steps, verbose=0, shuffle=False)

@@ -145,15 +145,15 @@ def test_lstm_chrono_key():
 
 
 def test_a_reused_chrono_model_gets_the_bias_of_its_own_horizon():
-    """Runs that differ only in sequence length reuse one model (training.prepare_run): the chrono
+    """Runs that differ only in sequence length reuse one model (engine.prepare_run): the chrono
     bias must follow the run's horizon, as a fresh build's does."""
-    from rnnbook import training
+    from rnnbook import engine
 
     short = parse_rnn_config("lstm-chrono").apply(dataclasses.replace(BASE, seed=1))
     long = dataclasses.replace(short, seq_len=30, lag=29)
     task = long.task_data(data_dir=None)
-    training.prepare_run(short, short.task_data(data_dir=None))
-    reused = training.prepare_run(long, task).model
+    engine.prepare_run(short, short.task_data(data_dir=None))
+    reused = engine.prepare_run(long, task).model
     fresh = long.model(task.num_classes)
     np.testing.assert_array_equal(reused.rnn.cell.bias.numpy(), fresh.rnn.cell.bias.numpy())
     assert np.split(fresh.rnn.cell.bias.numpy(), 4)[1].max() > math.log(short.seq_len - 1)

@@ -6,7 +6,7 @@ import pytest
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
 import keras
 
-from rnnbook import clipping, models, training
+from rnnbook import clipping, engine, models, training
 from rnnbook.models import ModelError
 from rnnbook.runtime import seed_everything
 
@@ -33,7 +33,7 @@ def test_variant_builds_and_takes_a_training_step(cell, activation):
     assert isinstance(model.rnn, {"simple_rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU,
                                   "lstm": keras.layers.LSTM}[cell])
     assert model.rnn.cell.activation is keras.activations.get(activation)
-    stepper = training.Stepper(model, clipping.make_optimizer("sgd", 0.1), indexed=False)
+    stepper = engine.Stepper(model, clipping.make_optimizer("sgd", 0.1), indexed=False)
     x, y = batch()
     before = {g: [w.copy() for w in getattr(model, g).get_weights()] for g in ("encoder", "rnn", "head")}
     stats = stepper.step(x, y)

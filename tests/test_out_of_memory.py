@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from rnnbook import sweeps
+from rnnbook import executors, sweeps
 from rnnbook.training import TrainConfig
 
 BASE = TrainConfig(seq_len=3, lag=1, n_train=8, n_val=4, n_test=4, epochs=1, batch_size=8, units=16,
@@ -20,14 +20,14 @@ class ResourceExhaustedError(RuntimeError):
                                    "MemoryError: cannot allocate", "ResourceExhaustedError: OOM when allocating"])
 def test_out_of_memory_is_raised_not_recorded(error):
     with pytest.raises((MemoryError, ResourceExhaustedError), match="allocat") as raised:
-        sweeps.failed_record(BASE, error)
+        executors.failed_record(BASE, error)
     if isinstance(error, BaseException):
         assert raised.value is error  # the run's own error, with its traceback
 
 
 @pytest.mark.parametrize("error", [ValueError("bad luck"), "WorkerDied: exit code -9", "FloatingPointError: nan"])
 def test_other_failures_are_recorded(error):
-    record = sweeps.failed_record(BASE, error)
+    record = executors.failed_record(BASE, error)
     assert record["failed"] and record["error"] in (str(error), f"ValueError: {error}")
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import signal
-import threading
 import time
 
 import numpy as np
@@ -14,6 +12,8 @@ import pytest
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
 from rnnbook import sweeps
 from rnnbook.training import TrainConfig
+
+from worker_faults import killing_a_starting_worker, starts
 
 ray = pytest.importorskip("ray")
 
@@ -55,11 +55,6 @@ def _slow_fake(marks, seconds=1.0, fail=(), fast=()):
     return fake
 
 
-def _starts(marks):
-    """One ``<activation>-<seed>`` per start the fake trainer recorded, retries included."""
-    return sorted(p.stem for p in marks.iterdir() for _ in p.read_text().splitlines())
-
-
 def test_ray_gives_the_local_records(local_ray, tmp_path, monkeypatch):
     """Whole records (but their wall times) equal: every run uses the protocol's thread count."""
     from test_executors import MIXED, comparable
@@ -78,29 +73,15 @@ def test_ray_gives_the_local_records(local_ray, tmp_path, monkeypatch):
 def test_a_killed_worker_is_retried_and_every_run_is_present_once(local_ray, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    killed = []
-
-    def kill_first_worker():
-        deadline = time.time() + 60
-        while time.time() < deadline and not killed:
-            started = sorted(marks.iterdir())
-            if started:
-                pid = int(started[0].suffix[1:])
-                os.kill(pid, signal.SIGKILL)
-                killed.append(started[0].stem)
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_first_worker)
-    killer.start()
     executor = sweeps.RayExecutor(cpus_per_run=1, max_retries=2, trainer=_slow_fake(marks))
-    runs = sweeps.run_sweep(GRID, seeds=[0, 1, 2], cache_dir=tmp_path / "runs", executor=executor)
-    killer.join()
+    with killing_a_starting_worker(marks) as killed:
+        runs = sweeps.run_sweep(GRID, seeds=[0, 1, 2], cache_dir=tmp_path / "runs", executor=executor)
     assert killed, "no worker was killed"
     assert not runs["failed"].any()
     pairs = list(zip(runs["activation"], runs["seed"]))
     assert pairs == [(a, s) for a in ("tanh", "relu") for s in (0, 1, 2)]
     np.testing.assert_allclose(runs["test_acc"], [0, 0.1, 0.2] * 2)
-    started = _starts(marks)
+    started = starts(marks)
     assert started.count(killed[0]) == 2, "the killed run was not retried"
     assert len(list((tmp_path / "runs").glob("*.json"))) == 6
 
@@ -114,7 +95,7 @@ def test_a_failing_run_is_recorded_not_cached(local_ray, tmp_path):
     assert all("ValueError: no relu today" in e for e in runs["error"][runs["failed"]])
     assert runs["error"][~runs["failed"]].isna().all()
     assert runs["test_acc"][runs["failed"]].isna().all()
-    assert _starts(marks) == ["relu-0"] * 2 + ["relu-1"] * 2 + ["tanh-0", "tanh-1"]
+    assert starts(marks) == ["relu-0"] * 2 + ["relu-1"] * 2 + ["tanh-0", "tanh-1"]
     cached = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert cached == sorted(f"{sweeps.run_key(c)}.json" for c in sweeps.with_seeds(GRID[:1], [0, 1]))
 
@@ -146,7 +127,7 @@ def test_ctrl_c_keeps_the_finished_runs(local_ray, tmp_path, monkeypatch):
     executor = sweeps.RayExecutor(trainer=_slow_fake(marks / "again", 0.0))
     runs = sweeps.run_sweep(GRID, seeds=seeds, cache_dir=cache, executor=executor)
     assert len(runs) == 8 and not runs["failed"].any()
-    assert len(_starts(marks / "again")) == 8 - 2
+    assert len(starts(marks / "again")) == 8 - 2
 
 
 def test_a_lost_cluster_stops_the_sweep_with_the_finished_runs_cached(local_ray, tmp_path, monkeypatch):

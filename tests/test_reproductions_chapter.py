@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 from conftest import chapter_defaults, quick_params  # noqa: E402
 
 import rnnbook  # noqa: E402,F401  (quiets TensorFlow first)
-from rnnbook import synthetic, training, verdicts  # noqa: E402
+from rnnbook import engine, synthetic, training, verdicts  # noqa: E402
 from rnnbook.experiments import reproductions as repro  # noqa: E402
 from rnnbook.experiments.common import ExperimentError  # noqa: E402
 from rnnbook.training import ConfigError, TrainConfig  # noqa: E402
@@ -78,7 +78,7 @@ def test_regression_evaluation_uses_pascanus_rule_and_mse_on_the_mean():
     model = cfg.model(task.num_classes)
     model.head.kernel.assign(np.zeros(model.head.kernel.shape, np.float32))
     model.head.bias.assign(np.full(1, synthetic.ADDING_CONSTANT, np.float32))  # predicts 0.5 for every sequence
-    stepper = training.steppers_for(model, None, task)["val"]
+    stepper = engine.steppers_for(model, None, task)["val"]
     x, y = task.held_out(0, 4000, "val")
     out = stepper.evaluate(x, y)
     assert out["loss"] == pytest.approx(synthetic.constant_mse(y), rel=1e-5)

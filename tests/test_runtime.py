@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from rnnbook import runtime, training
+from rnnbook import engine, runtime, training
 
 BASE = training.TrainConfig(seq_len=4, lag=2, n_train=64, n_val=32, n_test=32, epochs=1, units=8, batch_size=32,
                             conv_filters=(4,))
@@ -34,7 +34,7 @@ def test_a_runs_numbers_do_not_depend_on_the_runs_before_it(cell):
     """If any op drew from TensorFlow's global random state, the second run of ``first`` would
     continue that state where the other runs left it, and its numbers would change."""
     first = dataclasses.replace(BASE, cell=cell, seed=3)
-    training._ready.clear()
+    engine._ready.clear()
     alone = training.train(first, data_dir=None)
     training.train(dataclasses.replace(first, seed=4), data_dir=None)
     training.train(dataclasses.replace(first, seed=5, activation="relu"), data_dir=None)

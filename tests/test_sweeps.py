@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from rnnbook import sweeps
+from rnnbook import executors, sweeps
 from rnnbook.data import atomic_write
 from rnnbook.training import TrainConfig
 
@@ -58,7 +58,7 @@ def test_one_row_per_config_and_seed(swept):
 def test_rerun_loads_from_cache(swept, monkeypatch):
     runs, cache, root = swept
     monkeypatch.chdir(root)
-    monkeypatch.setattr(sweeps, "train", lambda *a, **k: pytest.fail("a cached run was trained again"))
+    monkeypatch.setattr(executors, "train", lambda *a, **k: pytest.fail("a cached run was trained again"))
     again = sweeps.run_sweep(GRID, seeds=SEEDS, cache_dir=cache, labels=["tanh!", "relu!"])
     cols = [c for c in runs.columns if c != "record"]
     pd.testing.assert_frame_equal(again[cols], runs[cols])
@@ -87,14 +87,14 @@ def test_interrupted_sweep_resumes_without_redoing_finished_runs(swept, tmp_path
     jobs = sweeps.with_seeds(GRID, SEEDS)
 
     fake, calls = _fake_trainer(template, fail_on=3)
-    monkeypatch.setattr(sweeps, "train", fake)
+    monkeypatch.setattr(executors, "train", fake)
     with pytest.raises(KeyboardInterrupt):
         sweeps.run_sweep(GRID, seeds=SEEDS, cache_dir=cache)
     assert calls == jobs[:3]
     assert sorted(_no_partial_files(cache)) == sorted(f"{sweeps.run_key(c)}.json" for c in jobs[:2])
 
     fake, calls = _fake_trainer(template)
-    monkeypatch.setattr(sweeps, "train", fake)
+    monkeypatch.setattr(executors, "train", fake)
     runs = sweeps.run_sweep(GRID, seeds=SEEDS, cache_dir=cache)
     assert calls == jobs[2:], "finished runs were trained again"
     assert len(runs) == 4
@@ -106,7 +106,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_runs(swept, tmp_path
 def test_unreadable_cache_entry_is_retrained(swept, tmp_path, monkeypatch):
     template = {k: v for k, v in swept[0]["record"].iloc[0].items() if k != "label"}
     fake, calls = _fake_trainer(template)
-    monkeypatch.setattr(sweeps, "train", fake)
+    monkeypatch.setattr(executors, "train", fake)
     (tmp_path / f"{sweeps.run_key(BASE)}.json").write_text('{"config": ')
     record = sweeps.cached_train(BASE, tmp_path)
     assert len(calls) == 1 and record["config"] == BASE.to_dict()
@@ -138,9 +138,9 @@ def test_nan_survives_the_cache(tmp_path, monkeypatch, swept):
     def fake(config, *a, **k):
         return dict(copy.deepcopy(template), config=config.to_dict())
 
-    monkeypatch.setattr(sweeps, "train", fake)
+    monkeypatch.setattr(executors, "train", fake)
     sweeps.cached_train(BASE, tmp_path)
-    monkeypatch.setattr(sweeps, "train", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(executors, "train", lambda *a, **k: pytest.fail("retrained"))
     cached = sweeps.cached_train(BASE, tmp_path)
     assert cached["diverged"] is True and math.isnan(cached["test_acc"])
 
@@ -186,7 +186,7 @@ def test_run_key_ignores_modules_runs_do_not_import(monkeypatch):
 
 def test_dependencies_of_a_run_come_from_its_imports():
     modules, distributions = sweeps.dependencies()
-    for name in ("recurrence", "training", "models", "data", "clipping", "runtime", "choices"):
+    for name in ("recurrence", "training", "engine", "criterion", "models", "data", "clipping", "runtime", "choices"):
         assert f"rnnbook.{name}" in modules
     assert "rnnbook.plots" not in modules and "rnnbook.sweeps" not in modules
     assert {"keras", "numpy"} <= set(distributions)

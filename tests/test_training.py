@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnnbook  # noqa: F401  (quiets TensorFlow first)
-from rnnbook import data, training
+from rnnbook import data, engine, training
 from rnnbook.training import ConfigError, TrainConfig
 
 TINY = TrainConfig(seq_len=4, lag=2, n_train=16, n_val=8, n_test=8, epochs=2, batch_size=8,
@@ -88,7 +88,7 @@ def test_per_step_lists(runs):
         assert np.isfinite(values).all(), key
         assert (values > 0).all(), key
     # layer norms add up (in quadrature) to the global norm
-    layers = np.sqrt(sum(np.square(steps[f"{g}_grad_norm"]) for g in training.LAYER_GROUPS))
+    layers = np.sqrt(sum(np.square(steps[f"{g}_grad_norm"]) for g in engine.LAYER_GROUPS))
     np.testing.assert_allclose(layers, steps["grad_norm"], rtol=1e-4)
     assert steps["loss"][-1] != steps["loss"][0]  # the model is actually updated
 
@@ -153,17 +153,17 @@ def test_runs_reuse_model_and_traces_and_match_fresh_runs(data_dir):
     exactly the numbers of a fresh run; validation and test share one traced evaluation step."""
     cfg = dataclasses.replace(TINY, n_train=12)  # batches of 8 and 4
     later = dataclasses.replace(cfg, seed=3, learning_rate=3e-3, recurrent_initializer="identity")
-    training._ready.clear()
+    engine._ready.clear()
     fresh = training.train(later, data_dir=data_dir)
-    training._ready.clear()
+    engine._ready.clear()
     training.train(cfg, data_dir=data_dir)
-    (parts,) = training._ready.values()
+    (parts,) = engine._ready.values()
     trainer, evaluator = parts.steppers["train"], parts.steppers["val"]
     assert evaluator is parts.steppers["test"]
     counts = trainer.tracing_count(), evaluator.tracing_count()
     assert counts == (2, 1)  # gradient step + update; one evaluation step
     reused = training.train(later, data_dir=data_dir)
-    assert list(training._ready.values()) == [parts]
+    assert list(engine._ready.values()) == [parts]
     assert (trainer.tracing_count(), evaluator.tracing_count()) == counts
     assert reused["steps"] == fresh["steps"]
     assert reused["epoch_val_acc"] == fresh["epoch_val_acc"] and reused["test_acc"] == fresh["test_acc"]
@@ -175,8 +175,8 @@ def runs_loss(cfg, data_dir):
 
 
 def test_a_different_layout_gets_its_own_model(data_dir):
-    training._ready.clear()
+    engine._ready.clear()
     training.train(TINY, data_dir=data_dir)
     training.train(dataclasses.replace(TINY, units=8), data_dir=data_dir)
-    assert len(training._ready) == 2
-    assert len({id(p.model) for p in training._ready.values()}) == 2
+    assert len(engine._ready) == 2
+    assert len({id(p.model) for p in engine._ready.values()}) == 2

@@ -4,7 +4,7 @@
 weights:
 
 * sequences per second of the book's path (CNN and input projection once per distinct
-  image, fast recurrence, :class:`rnnbook.training.Stepper`) and of the baseline
+  image, fast recurrence, :class:`rnnbook.engine.Stepper`) and of the baseline
   (``TimeDistributed`` CNN + ``SimpleRNN``/``GRU``/``LSTM`` + ``Dense``, ``model.fit``),
   timed interleaved over several repeats; the speedup is the median of the per-repeat
   ratios, its spread half their range;
@@ -98,7 +98,7 @@ def measure(seq_len: int, batch_size: int | None = None, steps: int = 8, units: 
     warm-up round (``batch_size`` defaults to the book's training batch size)."""
     import keras
 
-    from rnnbook import clipping, training
+    from rnnbook import clipping, engine, training
 
     batch_size = batch_size or training_batch_size()
     cfg = training.TrainConfig(seq_len=seq_len, n_train=batch_size * steps, n_val=8, n_test=8, cell=cell,
@@ -110,7 +110,7 @@ def measure(seq_len: int, batch_size: int | None = None, steps: int = 8, units: 
                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     index, labels = task.train.index, task.train.labels
     frames = task.train.frames()
-    stepper = training.Stepper(model, clipping.make_optimizer(cfg.optimizer, cfg.learning_rate),
+    stepper = engine.Stepper(model, clipping.make_optimizer(cfg.optimizer, cfg.learning_rate),
                                indexed=True, bank=task.train.bank, fast=True)
     batches = [slice(b, b + batch_size) for b in range(0, len(labels), batch_size)]
 
@@ -160,7 +160,7 @@ def ms_per_update(seq_lens=UPDATE_SEQ_LENS, cells=UPDATE_CELLS, batch_size: int 
     the recall task (lag T - 1, the reference protocol's batches), ``repeats`` rounds of ``steps``
     updates after a warm-up, the cells interleaved within a round. ``{(cell, T): (median, spread)}``,
     spread half the range over the rounds."""
-    from rnnbook import data, training
+    from rnnbook import data, engine, training
 
     batch_size = batch_size or training_batch_size()
     out = {}
@@ -172,7 +172,7 @@ def ms_per_update(seq_lens=UPDATE_SEQ_LENS, cells=UPDATE_CELLS, batch_size: int 
                                        check_every=steps, stream="fresh")
             task = cfg.task_data(data_dir=None)
             stream = data.SequenceStream(task, 0)
-            steppers[cell] = (training.prepare_run(cfg, task).steppers["train"],
+            steppers[cell] = (engine.prepare_run(cfg, task).steppers["train"],
                               [stream.next(batch_size) for _ in range(steps)])
         times = {cell: [] for cell in cells}
         for round_ in range(repeats + 1):

@@ -1,5 +1,5 @@
 """Many seeds in one model? ``python -m rnnbook.bench_stacked``: one update of R seeds of one
-SimpleRNN configuration as R separate runs (the book's path, :class:`rnnbook.training.Stepper`)
+SimpleRNN configuration as R separate runs (the book's path, :class:`rnnbook.engine.Stepper`)
 against one stacked model: the R input projections, recurrences and heads as batched matrix
 products, one
 loss (the sum of the members' losses, so each member's gradient is its own run's). Each member
@@ -59,7 +59,7 @@ def measure(seq_len: int = 41, members: int = 4, batch_size: int = 128, units: i
     import keras
     import tensorflow as tf
 
-    from rnnbook import clipping, data, runtime, training
+    from rnnbook import clipping, data, engine, runtime, training
 
     runtime.configure()
     configs = [training.TrainConfig(task="recall", seq_len=seq_len, lag=seq_len - 1, n_train=batch_size, n_val=8,
@@ -68,7 +68,7 @@ def measure(seq_len: int = 41, members: int = 4, batch_size: int = 128, units: i
     task = configs[0].task_data(data_dir=None)
     bank = tf.constant(task.train.bank)
     models = [c.model(task.num_classes) for c in configs]
-    steppers = [training.Stepper(m, clipping.make_optimizer("adam", 1e-3), True, task.train.bank) for m in models]
+    steppers = [engine.Stepper(m, clipping.make_optimizer("adam", 1e-3), True, task.train.bank) for m in models]
     batches = [data.SequenceStream(task, c.seed).next(batch_size) for c in configs]
 
     def weights(i):  # conv1, conv2 (kernel, bias), input kernel, recurrent kernel, bias, head kernel, bias

@@ -53,12 +53,12 @@ _STEP_SECONDS: list[float] = []
 
 
 def _patch_step() -> None:
-    """Time every :meth:`rnnbook.training.Stepper.step` of this process (once)."""
-    from rnnbook import training
+    """Time every :meth:`rnnbook.engine.Stepper.step` of this process (once)."""
+    from rnnbook import engine
 
-    if getattr(training.Stepper.step, "_timed", False):
+    if getattr(engine.Stepper.step, "_timed", False):
         return
-    step = training.Stepper.step
+    step = engine.Stepper.step
 
     def timed(self, x, y):
         t0 = time.perf_counter()
@@ -68,7 +68,7 @@ def _patch_step() -> None:
             _STEP_SECONDS.append(time.perf_counter() - t0)
 
     timed._timed = True
-    training.Stepper.step = timed
+    engine.Stepper.step = timed
 
 
 def timed_train(config) -> dict:

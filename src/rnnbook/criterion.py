@@ -48,21 +48,21 @@ OUTCOMES = ("success", "censored", "diverged")
 STREAMS = ("fresh", "fixed")
 
 
-def check(config) -> None:
-    """Raise :class:`rnnbook.training.ConfigError` for criterion fields that cannot run."""
+def check(config, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` (:meth:`rnnbook.training.TrainConfig.validate` passes its ``ConfigError``)
+    for criterion fields that cannot run."""
     from rnnbook.choices import check_choice
-    from rnnbook.training import ConfigError
 
     for name in ("max_updates", "check_every"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name}={value!r} must be a positive integer")
+            raise error(f"{name}={value!r} must be a positive integer")
     if not (isinstance(config.target_acc, (int, float)) and 0 < config.target_acc <= 1):
-        raise ConfigError(f"target_acc={config.target_acc!r} must be a validation accuracy in (0, 1]")
+        raise error(f"target_acc={config.target_acc!r} must be a validation accuracy in (0, 1]")
     if not (isinstance(config.loss_blowup, (int, float)) and math.isfinite(config.loss_blowup)
             and config.loss_blowup > 1):
-        raise ConfigError(f"loss_blowup={config.loss_blowup!r} must be a finite number above 1")
-    check_choice("stream", config.stream, STREAMS, ConfigError)
+        raise error(f"loss_blowup={config.loss_blowup!r} must be a finite number above 1")
+    check_choice("stream", config.stream, STREAMS, error)
 
 
 class _FixedBatches:
@@ -81,7 +81,7 @@ class _FixedBatches:
 def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = True,
                        data_dir=data.DATA_DIR) -> dict:
     """Train ``config`` (``max_updates`` set) to its criterion; return the record (module docstring)."""
-    from rnnbook import models, training
+    from rnnbook import engine, models
 
     runtime.seed_everything(config.seed)
     task = config.task_data(data_dir) if task is None else task
@@ -89,7 +89,7 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
                                                 else _image_run)(config, task, fast)
     trainer = steppers["train"]
 
-    steps = training.new_step_log()
+    steps = engine.new_step_log()
     checks = {"check_updates": [], "check_val_acc": [], "check_train_acc": [], "check_val_loss": [],
               "check_feature_rms": []}
     probe = getattr(getattr(task, "val", None), "bank", None)  # images of a fixed validation batch
@@ -100,7 +100,7 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
     for update in range(1, config.max_updates + 1):
         index, labels = batches.next(config.batch_size)
         stats = trainer.step(feed(index), labels)
-        training.log_step(steps, stats)
+        engine.log_step(steps, stats)
         loss = float(stats["loss"])
         if not (np.isfinite(loss) and np.isfinite(stats["grad_norm"])):
             outcome, reason = "diverged", "non-finite loss or gradient"
@@ -163,11 +163,11 @@ def train_to_criterion(config, task: data.TaskData | None = None, fast: bool = T
 def _image_run(config, task: data.TaskData, fast: bool):
     """``(model, steppers, batches, feed, evaluate)`` of a digit-sequence task: batches of bank
     indices (fresh or fixed), fed as indices or frames; ``evaluate(split) -> (accuracy, NaN)``."""
-    from rnnbook import training
+    from rnnbook import engine
 
     if not task.train.indexed:
         raise data.DataError("training to a criterion needs a generated digit task (bank indices)")
-    parts = training.prepare_run(config, task, fast)  # reuses the model and traced steps of a like run
+    parts = engine.prepare_run(config, task, fast)  # reuses the model and traced steps of a like run
     model, steppers = parts.model, parts.steppers
     batches = (data.SequenceStream(task, config.seed) if config.stream == "fresh"
                else _FixedBatches(task.train, config.seed))
@@ -181,12 +181,12 @@ def _synthetic_run(config, task: synthetic.SyntheticTask, fast: bool):
     """``(model, steppers, batches, feed, evaluate)`` of a synthetic vector task: a fresh seeded batch
     per update (:meth:`rnnbook.synthetic.SyntheticTask.stream`), held-out sets of ``n_val`` and
     ``n_test`` sequences; ``evaluate(split) -> (accuracy, loss)``. The model, optimizer and traced
-    steps are reused across runs of the same layout (:func:`rnnbook.training.prepare_run`)."""
-    from rnnbook import training
+    steps are reused across runs of the same layout (:func:`rnnbook.engine.prepare_run`)."""
+    from rnnbook import engine
 
     if config.stream != "fresh":
         raise data.DataError(f"task={config.task!r} has no fixed training set; use stream='fresh'")
-    parts = training.prepare_run(config, task, fast)
+    parts = engine.prepare_run(config, task, fast)
     held = {"val": task.held_out(config.seed, config.n_val, "val"),
             "test": task.held_out(config.seed, config.n_test, "test")}
 

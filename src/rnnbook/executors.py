@@ -7,7 +7,7 @@
   each, finish sooner than the same two runs one after the other with two threads each. The
   processes are started with ``spawn`` (TensorFlow is not fork-safe) and stay up between the
   sweeps of one process (their models and traced steps are reused,
-  :func:`rnnbook.training.prepare_run`); a sweep too small to pay for starting them runs in
+  :func:`rnnbook.engine.prepare_run`); a sweep too small to pay for starting them runs in
   this process.
 * :class:`RayExecutor`: one Ray task per run, on a local Ray or a cluster.
 
@@ -52,17 +52,32 @@ class SweepError(RuntimeError):
     """A sweep cannot go on (bad executor settings, lost cluster); the message says why."""
 
 
-def _train(config: TrainConfig) -> dict:
-    """:func:`rnnbook.sweeps.train`, looked up at call time (tests replace it)."""
-    from rnnbook import sweeps
+def train(config: TrainConfig) -> dict:
+    """The executors' default trainer: :func:`rnnbook.training.train`, imported on first use (so
+    that importing this module, or :mod:`rnnbook.sweeps`, does not import TensorFlow). Looked up
+    at call time, so tests can replace it."""
+    from rnnbook import training
 
-    return sweeps.train(config)
+    return training.train(config)
 
 
-def _failed(config: TrainConfig, error) -> dict:
-    from rnnbook import sweeps
+#: A run that fails with one of these ran out of memory: it stops its sweep (and its chapter) at once.
+RESOURCE_ERRORS = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
 
-    return sweeps.failed_record(config, error)
+
+def failed_record(config: TrainConfig, error: BaseException | str) -> dict:
+    """The record of a run that raised: its configuration, ``failed`` and the error; no results.
+    An error of :data:`RESOURCE_ERRORS` (an exception, or a worker's ``"Name: message"``) is raised
+    instead: every run after it would fail the same way."""
+    names = [c.__name__ for c in type(error).__mro__] if isinstance(error, BaseException) else [error.split(":")[0]]
+    if set(names) & set(RESOURCE_ERRORS):
+        raise error if isinstance(error, BaseException) else MemoryError(f"a run ran out of memory: {error}")
+    error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    nan = float("nan")
+    return {"config": config.to_dict(), "failed": True, "error": error, "diverged": False,
+            "diverged_step": None, "test_acc": nan, "test_acc_last_good": nan, "chance": nan,
+            "epoch_train_acc": [], "epoch_val_acc": [], "steps": {}, "wall_time": nan,
+            "seconds_per_epoch": nan}
 
 
 # ----------------------------------------------------------------------------- in this process
@@ -79,9 +94,9 @@ class LocalExecutor:
         """Call ``done(i, record)`` for each configuration; an exception becomes a failed record."""
         for i, config in enumerate(configs):
             try:
-                record = (self.trainer or _train)(config)
+                record = (self.trainer or train)(config)
             except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not raised)
-                record = _failed(config, exc)
+                record = failed_record(config, exc)
             done(i, record)
 
 
@@ -107,7 +122,7 @@ def default_workers() -> int:
 
 def _serve(conn, threads: int) -> None:
     """A worker process: configure TensorFlow, then ``(i, config, trainer)`` in (trainer None:
-    :func:`rnnbook.sweeps.train`), ``(status, i, record or error)`` out."""
+    :func:`train`), ``(status, i, record or error)`` out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
     runtime.configure(threads)
     while True:
@@ -119,7 +134,7 @@ def _serve(conn, threads: int) -> None:
             return
         i, config, trainer = message
         try:
-            reply = ("ok", i, (trainer or _train)(config))
+            reply = ("ok", i, (trainer or train)(config))
         except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not raised)
             reply = ("error", i, f"{type(exc).__name__}: {exc}")
         conn.send(reply)
@@ -151,8 +166,8 @@ class _Worker:
 
 
 def _layout(config) -> str:
-    """What decides whether a worker can reuse its model for ``config`` (see ``training.RUN_FIELDS``)."""
-    from rnnbook.training import RUN_FIELDS
+    """What decides whether a worker can reuse its model for ``config`` (see ``engine.RUN_FIELDS``)."""
+    from rnnbook.engine import RUN_FIELDS
 
     d = config.to_dict()
     return repr(sorted((k, v) for k, v in d.items() if k not in RUN_FIELDS or k == "seq_len"))
@@ -172,7 +187,7 @@ def expected_cost(config) -> float:
 class PoolExecutor:
     """Runs on ``workers`` processes of this machine, ``threads`` intra-op threads each.
 
-    ``trainer`` (default :func:`rnnbook.sweeps.train`) must be picklable (a module-level
+    ``trainer`` (default :func:`train`) must be picklable (a module-level
     function). A sweep of fewer than ``min_frames`` trained frames runs in this process while no
     worker is up (:data:`MIN_POOL_FRAMES`). Use :func:`pool` to share one set of processes
     between the sweeps of a process.
@@ -264,13 +279,14 @@ class PoolExecutor:
                 todo.insert(0, i)
                 self._start()
                 return 0
-            done(i, _failed(configs[i], f"WorkerDied: its worker process exited with code {code} ({tries[i]} tries)"))
+            done(i, failed_record(configs[i],
+                                  f"WorkerDied: its worker process exited with code {code} ({tries[i]} tries)"))
             if todo:
                 self._start()
             return 1
         worker.job = None
         assert j == i, (i, j)
-        done(i, payload if status == "ok" else _failed(configs[i], payload))
+        done(i, payload if status == "ok" else failed_record(configs[i], payload))
         return 1
 
     def _drain(self, configs, done) -> None:
@@ -280,7 +296,7 @@ class PoolExecutor:
                 if worker.job is not None and worker.conn.poll(0):
                     status, i, payload = worker.conn.recv()
                     worker.job = None
-                    done(i, payload if status == "ok" else _failed(configs[i], payload))
+                    done(i, payload if status == "ok" else failed_record(configs[i], payload))
             except BaseException:  # noqa: BLE001  (best effort while stopping)
                 continue
 
@@ -314,7 +330,7 @@ def _ray_run(config: TrainConfig, trainer) -> tuple[dict, str]:
     :func:`rnnbook.runtime.configure`, whatever ``cpus_per_run`` reserves)."""
     import ray
 
-    record = (trainer or _train)(config)
+    record = (trainer or train)(config)
     return record, ray.get_runtime_context().get_node_id()
 
 
@@ -374,7 +390,7 @@ class RayExecutor:
                         raise
                     except ray.exceptions.RayError as exc:  # the task raised or its worker died, every try
                         cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause else exc
-                        record = _failed(configs[i], cause if isinstance(cause, BaseException)
+                        record = failed_record(configs[i], cause if isinstance(cause, BaseException)
                                                else str(cause))
                     done(i, record)
         except BaseException as exc:

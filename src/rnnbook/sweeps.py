@@ -38,11 +38,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import pandas as pd
 
-from rnnbook import synthetic
+from rnnbook import executors, synthetic
 from rnnbook.data import atomic_write
-from rnnbook.executors import (  # noqa: F401  (the executors, used here and by the build through this module)
-    EXECUTOR_ENV, EXECUTORS, RAY_ADDRESS_ENV, RAY_CPUS_ENV, RAY_MAX_RETRIES, WORKERS_ENV, LocalExecutor, PoolExecutor,
-    RayExecutor, SweepError, executor_env, executor_from_env)
+# the executors, their default trainer and the record of a failed run: used here, and by the build and
+# the chapters through this module
+from rnnbook.executors import (  # noqa: F401
+    EXECUTOR_ENV, EXECUTORS, RAY_ADDRESS_ENV, RAY_CPUS_ENV, RAY_MAX_RETRIES, RESOURCE_ERRORS, WORKERS_ENV,
+    LocalExecutor, PoolExecutor, RayExecutor, SweepError, executor_env, executor_from_env, failed_record, train)
 from rnnbook.paths import data_root
 
 if TYPE_CHECKING:  # the build imports this module without TensorFlow
@@ -51,13 +53,6 @@ if TYPE_CHECKING:  # the build imports this module without TensorFlow
 RUNS_DIR = data_root() / "runs"
 #: The module whose imports (followed transitively) decide a run's numbers.
 RUN_ROOT = "rnnbook.training"
-
-def train(config: TrainConfig) -> dict:
-    """:func:`rnnbook.training.train` (imported on first use, so that importing this module
-    does not import TensorFlow)."""
-    from rnnbook import training
-
-    return training.train(config)
 
 
 # ----------------------------------------------------------------------------- the run cache key
@@ -231,33 +226,14 @@ def is_cached(config: TrainConfig, cache_dir: str | Path = RUNS_DIR) -> bool:
 
 
 def cached_train(config: TrainConfig, cache_dir: str | Path | None = RUNS_DIR) -> dict:
-    """Train ``config`` or return its cached record."""
+    """Train ``config`` (:func:`rnnbook.executors.train`) or return its cached record."""
     if cache_dir is None:
-        return train(config)
+        return executors.train(config)
     record = _load(run_path(config, cache_dir))
     if record is None:
-        record = train(config)
+        record = executors.train(config)
         _store(run_path(config, cache_dir), _dumps(record))
     return record
-
-
-#: A run that fails with one of these ran out of memory: it stops its sweep (and its chapter) at once.
-RESOURCE_ERRORS = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
-
-
-def failed_record(config: TrainConfig, error: BaseException | str) -> dict:
-    """The record of a run that raised: its configuration, ``failed`` and the error; no results.
-    An error of :data:`RESOURCE_ERRORS` (an exception, or a worker's ``"Name: message"``) is raised
-    instead: every run after it would fail the same way."""
-    names = [c.__name__ for c in type(error).__mro__] if isinstance(error, BaseException) else [error.split(":")[0]]
-    if set(names) & set(RESOURCE_ERRORS):
-        raise error if isinstance(error, BaseException) else MemoryError(f"a run ran out of memory: {error}")
-    error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    nan = float("nan")
-    return {"config": config.to_dict(), "failed": True, "error": error, "diverged": False,
-            "diverged_step": None, "test_acc": nan, "test_acc_last_good": nan, "chance": nan,
-            "epoch_train_acc": [], "epoch_val_acc": [], "steps": {}, "wall_time": nan,
-            "seconds_per_epoch": nan}
 
 
 # ----------------------------------------------------------------------------- cost

@@ -18,12 +18,24 @@ def k_of_n(k: int, n: int) -> str:
     return f"{int(k)} of {int(n)}"
 
 
-
-
 def _errorbars(ax, x, table, color, marker, label):
     share = table["success_rate"].to_numpy(float)
     err = np.vstack([share - table["ci_lo"].to_numpy(float), table["ci_hi"].to_numpy(float) - share])
     return ax.errorbar(x, share, yerr=err, fmt=marker, color=color, ms=8, capsize=4, lw=1.4, label=label)
+
+
+def _share_figure_done(fig, ax, xlabel: str):
+    """Finish a figure of the share of runs reaching the criterion against ``xlabel``: the y axis
+    from 0 to 1, the axis labels, the legend beside the axes; returns the figure, closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_ylim(-0.04, 1.04)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of runs reaching the criterion")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def fig_clip_band(band: pd.DataFrame, same_lr: tuple[int, int], band_range=PASCANU_BAND):
@@ -44,13 +56,7 @@ def fig_clip_band(band: pd.DataFrame, same_lr: tuple[int, int], band_range=PASCA
     ax.axhline(k / n if n else math.nan, ls="--", color=plots.color_for("none"), label=f"no clipping ({k_of_n(k, n)})")
     ax.axvspan(*band_range, color="0.85", alpha=0.6, zorder=0, label="Pascanu et al.: 0.5x to 10x")
     ax.set_xscale("log")
-    ax.set_ylim(-0.04, 1.04)
-    ax.set_xlabel("clipping threshold / average gradient norm of the pilot")
-    ax.set_ylabel("share of runs reaching the criterion")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _share_figure_done(fig, ax, "clipping threshold / average gradient norm of the pilot")
 
 
 #: Marker, colour key and legend of each arm of :func:`fig_clip_vs_lr` (column ``arm``).
@@ -86,13 +92,7 @@ def fig_clip_vs_lr(lr_table: pd.DataFrame):
     rates = sorted(lr_table["learning_rate"].astype(float).unique())
     ax.set_xticks(rates, [f"{r:.2g}" for r in rates], minor=False)
     ax.minorticks_off(), plots.fit_tick_labels(ax)
-    ax.set_ylim(-0.04, 1.04)
-    ax.set_xlabel("SGD learning rate (momentum 0.9)")
-    ax.set_ylabel("share of runs reaching the criterion")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _share_figure_done(fig, ax, "SGD learning rate (momentum 0.9)")
 
 
 def fig_clip_traces(runs: pd.DataFrame):

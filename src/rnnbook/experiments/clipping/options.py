@@ -140,7 +140,7 @@ def real_overflow(config: TrainConfig, gain: float | None = None, threshold: flo
     (default :func:`overflow_gain`): one batch's forward pass overflows; each Keras option applied
     to the resulting gradient (finite entries, global norm). ``attrs`` hold the loss, the largest
     state, the share of finite raw entries and the gain."""
-    from rnnbook import runtime, training
+    from rnnbook import engine, runtime
 
     gain = overflow_gain(config.seq_len) if gain is None else gain
     cfg = dataclasses.replace(config, recurrent_gain=float(gain), max_updates=None)
@@ -148,7 +148,7 @@ def real_overflow(config: TrainConfig, gain: float | None = None, threshold: flo
     task = cfg.task_data()
     model = cfg.model(task.num_classes)
     indexed = task.train.indexed
-    stepper = training.Stepper(model, None, indexed, task.train.bank if indexed else None)
+    stepper = engine.Stepper(model, None, indexed, task.train.bank if indexed else None)
     x = (task.train.index if indexed else task.train.frames())[: cfg.batch_size]
     loss, grads, _, states = stepper.loss_and_grads(x, task.train.labels[: cfg.batch_size])
     grads = [np.asarray(g) for g in grads]

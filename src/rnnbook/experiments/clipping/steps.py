@@ -134,11 +134,11 @@ def measure_steps(config: TrainConfig) -> dict:
     change of every trainable variable. Stops at a non-finite gradient (the run's divergence)."""
     import tensorflow as tf
 
-    from rnnbook import data, runtime, training
+    from rnnbook import data, engine, runtime
 
     runtime.seed_everything(config.seed)
     task = config.task_data()
-    parts = training.prepare_run(config, task)
+    parts = engine.prepare_run(config, task)
     trainer = parts.steppers["train"]
     batches = data.SequenceStream(task, config.seed)
     bank = task.train.bank

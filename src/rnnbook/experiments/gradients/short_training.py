@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from rnnbook import clipping, diagnostics, models, runtime, training
+from rnnbook import clipping, diagnostics, engine, models, runtime
 from rnnbook.experiments import probes as pr
 from rnnbook.experiments.common import config_label
 
@@ -45,7 +45,7 @@ def short_training(activation: str, initializer: str, gain: float, seed: int, se
                  "feature_mean": drive["feature_mean"]})
 
     lags_before, summary_before = snapshot(STAGES[0])
-    stepper = training.Stepper(model, clipping.make_optimizer("adam", learning_rate), indexed=True,
+    stepper = engine.Stepper(model, clipping.make_optimizer("adam", learning_rate), indexed=True,
                                bank=task.train.bank)
     rng = np.random.default_rng([seed, 7])
     diverged, losses = False, []
@@ -57,7 +57,7 @@ def short_training(activation: str, initializer: str, gain: float, seed: int, se
             losses.append(float(stats["loss"]))
             diverged |= not (np.isfinite(stats["loss"]) and np.isfinite(stats["grad_norm"]))
     lags_after, summary_after = snapshot(STAGES[1])
-    evaluator = training.Stepper(model, None, indexed=True, bank=task.val.bank)
+    evaluator = engine.Stepper(model, None, indexed=True, bank=task.val.bank)
     return {
         "lags": pd.concat([lags_before, lags_after], ignore_index=True),
         "summary": pd.DataFrame([summary_before, summary_after]),
