@@ -334,6 +334,7 @@ def decide(points: Sequence[Point], premise: bool = True, premise_why: str = "",
     for_b = [i for i, pt in enumerate(points) if adj[i] < ALPHA and _favours(pt) < 0]
     best = int(np.argmin(adj))
     p, deciding = float(adj[best]), points[best]
+    p_name = "Holm-adjusted p" if len(points) > 1 else "p"
     counts = f"{a_name} {_counts(deciding)} ({b_name}; {counting})"
     if for_a and for_b:
         return Verdict(NOT_DECIDED, f"It depends on the point: {a_name} did better at "
@@ -346,14 +347,14 @@ def decide(points: Sequence[Point], premise: bool = True, premise_why: str = "",
         loser_improving = sum((pt.improving_b if winner_is_a != (counting != "successes") else pt.improving_a)
                               for pt in (points[i] for i in (for_a or for_b)))
         if loser_improving:
-            return Verdict(NOT_DECIDED, f"{counts}, p = {p:.2g}; but {loser_improving} of the losing arm's runs "
+            return Verdict(NOT_DECIDED, f"{counts}, {p_name} = {p:.2g}; but {loser_improving} of the losing arm's runs "
                            "hit the cap while still improving, so the cap may have cut them short.", test, p)
-        return Verdict(SUPPORTED if claimed else CONTRADICTED, f"{counts}, p = {p:.2g}.", test, p)
+        return Verdict(SUPPORTED if claimed else CONTRADICTED, f"{counts}, {p_name} = {p:.2g}.", test, p)
     improving = sum(pt.improving_a + pt.improving_b for pt in points)
     if improving:
-        return Verdict(NOT_DECIDED, f"No point differs (smallest p = {p:.2g}: {counts}), and {improving} runs hit "
-                       "the cap while still improving.", test, p)
-    return Verdict(NO_DIFFERENCE, f"No point differs: smallest p = {p:.2g} ({counts}).", test, p)
+        return Verdict(NOT_DECIDED, f"No point differs (smallest {p_name} = {p:.2g}: {counts}), and "
+                       f"{improving} {'run' if improving == 1 else 'runs'} hit the cap while still improving.", test, p)
+    return Verdict(NO_DIFFERENCE, f"No point differs: smallest {p_name} = {p:.2g} ({counts}).", test, p)
 
 
 def markdown(verdict: Verdict) -> str:
