@@ -137,6 +137,21 @@ def test_the_interface_claim_has_no_direction():
     assert verdicts_of({(TANH, "keras", 10): "ssss"})["interface"].word == V.NOT_DECIDED
 
 
+def test_the_interface_ablation_joins_the_interface_claim():
+    """A lag sweep too small to separate the levels, and an ablation that does: supported; the
+    ablation's points share the Holm adjustment (its label names the ablation)."""
+    roles = {"tanh": TANH, "relu": RELU, "irnn": IRNN, "tf1": role_label("tf1"), "gated": []}
+    empty = runs_table({})
+    lag = runs_table({(TANH, "keras", 10): "ssss", (TANH, "he", 10): "sscc"})
+    ablation = runs_table({(TANH, "keras", 10): "s" * 8, (TANH, "he", 10): "c" * 8, (TANH, "he*r", 10): "s" * 8})
+    without = relu_claims.claim_verdicts(lag, empty, empty, roles, "keras")["interface"]
+    assert without.word == V.NO_DIFFERENCE
+    v = relu_claims.claim_verdicts(lag, empty, empty, roles, "keras", ablation)["interface"]
+    assert v.word == V.SUPPORTED and "(ablation)" in v.why and "3 points" in v.test
+    tied = runs_table({(TANH, "keras", 10): "s" * 8, (TANH, "he", 10): "s" * 7 + "c"})
+    assert relu_claims.claim_verdicts(lag, empty, empty, roles, "keras", tied)["interface"].word == V.NO_DIFFERENCE
+
+
 def test_a_dead_relu_network_counts_as_a_failure_of_the_stability_claim():
     # ReLU dies (every state exactly 0) at every seed; tanh diverges at two: ReLU failed more
     lr = pd.concat([runs_table({(RELU, "keras", 5): "z" * 12}), runs_table({(TANH, "keras", 5): "dd" + "s" * 10})])

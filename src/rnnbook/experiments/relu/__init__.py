@@ -353,7 +353,8 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
              "gated": [lab for lab in dict.fromkeys(out["lag"]["label"]) if lab in ("GRU", "LSTM")]}
     present = set(out["lag"]["label"]) | set(out["lr"]["label"]) | set(out["width"]["label"])
     roles = {k: (v if k == "gated" else v if v in present else None) for k, v in roles.items()}
-    out["verdicts"] = relu_claims.claim_verdicts(out["lag"], out["lr"], out["width"], roles, BASELINE)
+    out["verdicts"] = relu_claims.claim_verdicts(out["lag"], out["lr"], out["width"], roles, BASELINE,
+                                                  out["ablation"])
     from rnnbook.experiments.relu import ladder
 
     out["ladder"] = ladder.ladder(out, p, roles, BASELINE, relu_claims.claim_verdicts, success_table, reach)

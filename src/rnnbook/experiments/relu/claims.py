@@ -88,12 +88,13 @@ def pooled(pts: list[Point], label: str) -> Point:
 
 
 def claim_verdicts(lag: pd.DataFrame, lr: pd.DataFrame, width: pd.DataFrame, roles: dict,
-                   baseline: str) -> dict[str, Verdict]:
+                   baseline: str, ablation: pd.DataFrame | None = None) -> dict[str, Verdict]:
     """Every claim's :class:`~rnnbook.verdicts.Verdict`.
 
     ``roles`` maps ``tanh``, ``relu``, ``irnn``, ``tf1`` and ``gated`` (a list) to the labels
     present in the runs (absent roles: "not decided"); ``baseline`` is the Keras-default
-    interface level."""
+    interface level; ``ablation`` (the interface ablation's runs) adds its points to the
+    interface claim."""
     tanh, relu, irnn, tf1, gated = (roles.get(k) for k in ("tanh", "relu", "irnn", "tf1", "gated"))
     lag_min = int(lag["lag"].min()) if len(lag) else 0
     missing = Verdict(verdicts.NOT_DECIDED, "The grid lacks a configuration this claim compares.")
@@ -117,23 +118,32 @@ def claim_verdicts(lag: pd.DataFrame, lr: pd.DataFrame, width: pd.DataFrame, rol
         unstable.append(pooled(points(w_f, tf1, tanh, by=("units",), count="failed"), "the width sweep"))
     unstable = [p for p in unstable if p.n_a and p.n_b]
     v["relu_unstable"] = (decide(unstable, names=("ReLU", tanh), counting="failures") if unstable else missing)
-    v["interface"] = interface_verdict(lag, baseline)
+    v["interface"] = interface_verdict(lag, baseline, ablation)
     return v
 
 
-def interface_verdict(lag: pd.DataFrame, baseline: str) -> Verdict:
-    """The interface claim: does any level differ from the Keras default ``baseline`` for some
-    configuration at some lag? No direction is claimed, so a difference either way supports it."""
-    levels = [x for x in dict.fromkeys(lag["interface"]) if x != baseline]
-    if baseline not in set(lag["interface"]) or not levels:
-        return Verdict(verdicts.NOT_DECIDED, "The grid lacks the Keras-default level or a second level.")
+def _level_points(runs: pd.DataFrame, baseline: str, suffix: str = "") -> list[Point]:
+    """Every non-baseline interface level against ``baseline``, per configuration and lag."""
+    levels = [x for x in dict.fromkeys(runs["interface"]) if x != baseline]
     pts = []
-    for (label, lag_), part in lag.groupby(["label", "lag"], sort=False):
+    for (label, lag_), part in runs.groupby(["label", "lag"], sort=False):
         for level in levels:
             pa, pb = part[part["interface"] == level], part[part["interface"] == baseline]
             if len(pa) and len(pb):
                 pts.append(Point(int(pa["success"].sum()), len(pa), int(pb["success"].sum()), len(pb),
-                                 improving(pa), improving(pb), f"{label}, lag {int(lag_)}, {level}"))
+                                 improving(pa), improving(pb), f"{label}, lag {int(lag_)}, {level}{suffix}"))
+    return pts
+
+
+def interface_verdict(lag: pd.DataFrame, baseline: str, ablation: pd.DataFrame | None = None) -> Verdict:
+    """The interface claim: does any level differ from the Keras default ``baseline`` for some
+    configuration at some lag, in the lag sweep or in the interface ablation (its points join
+    the same Holm adjustment)? No direction is claimed, so a difference either way supports it."""
+    pts = _level_points(lag, baseline) if baseline in set(lag["interface"]) else []
+    if ablation is not None and len(ablation) and baseline in set(ablation["interface"]):
+        pts += _level_points(ablation, baseline, " (ablation)")
+    if not pts:
+        return Verdict(verdicts.NOT_DECIDED, "The grid lacks the Keras-default level or a second level.")
     v = decide(pts, names=("the level", baseline))
     if v.word == verdicts.CONTRADICTED:  # no direction claimed: a difference either way supports
         return Verdict(verdicts.SUPPORTED, v.why, v.test, v.p)

@@ -46,7 +46,8 @@ def ladder(out: dict, p: dict, roles: dict, baseline: str, decide, success_table
     rows, reach_rows = [], []
     for cap in rungs(p):
         lag = runs_at_cap(out["lag"], cap)
-        v = decide(lag, runs_at_cap(out["lr"], cap), runs_at_cap(out["width"], cap), roles, baseline)
+        v = decide(lag, runs_at_cap(out["lr"], cap), runs_at_cap(out["width"], cap), roles, baseline,
+                   runs_at_cap(out["ablation"], cap))
         for key, verdict in v.items():
             rows.append({"claim": key, "cap": cap, "verdict": verdict.word, "p": verdict.p})
         table = success_table(lag)
