@@ -227,6 +227,7 @@ def test_dry_run_lists_runs_cached_runs_and_the_estimate(toy_book, tmp_path, mon
     modules.mkdir()
     (modules / "toyplan_ok.py").write_text(
         "from rnnbook.training import TrainConfig\n\n"
+        "STORE = 'toy'\n\n"
         "def plan(params):\n"
         "    base = TrainConfig(seq_len=4, lag=1, n_train=64, n_val=16, n_test=16, epochs=2, batch_size=16)\n"
         "    return [TrainConfig(**{**base.to_dict(), 'conv_filters': (16, 32), 'seed': params['seed'] + s})\n"
@@ -239,15 +240,21 @@ def test_dry_run_lists_runs_cached_runs_and_the_estimate(toy_book, tmp_path, mon
     record = {"config": base.to_dict(), "diverged": False, "wall_time": 36.0, "steps": {"loss": [1.0] * 8}}
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / f"{sweeps.run_key(base)}.json").write_text(json.dumps(record))
+    from rnnbook import reference
+
+    monkeypatch.setenv(reference.STORE_ENV, str(tmp_path / "reference"))
+    shipped = TrainConfig(**{**base.to_dict(), "conv_filters": (16, 32), "seed": 2})  # the plan's third run
+    reference.append(shipped, dict(record, config=shipped.to_dict()), "toy-part")
     code, out = run(toy_book, dry_run=True)
     assert code == 0
-    assert re.search(r"chapters/ok\s+3\s+1\s+0\.02\s+executed", out), out  # 3 distinct runs, 1 cached
-    assert re.search(r"chapters/boom\s+\?\s+\?\s+\?\s+executed \(grid unknown: no plan\(\)\)", out), out
-    # the cached run: 36 s for 8 updates x 16 sequences x 4 frames (+ checks); two such runs to go: 72 s
-    assert "estimated 0.02 run-hours" in out and "grid unknown for chapters/boom" in out
+    # 3 distinct runs: 1 shipped, 1 in the run cache, 1 to train
+    assert re.search(r"chapters/ok\s+3\s+1\s+1\s+0\.01\s+executed", out), out
+    assert re.search(r"chapters/boom\s+\?\s+\?\s+\?\s+\?\s+executed \(grid unknown: no plan\(\)\)", out), out
+    # the cached run: 36 s for 8 updates x 16 sequences x 4 frames (+ checks); one such run to go: 36 s
+    assert "estimated 0.01 run-hours" in out and "grid unknown for chapters/boom" in out
     assert not (toy_book / "_build" / "executed").exists(), "a dry run executed something"
     code, out = run(toy_book, dry_run=True, only=["boom"])
-    assert re.search(r"chapters/ok\s+-\s+-\s+-\s+not selected", out)
+    assert re.search(r"chapters/ok\s+-\s+-\s+-\s+-\s+not selected", out)
 
 
 # ------------------------------------------------------------------ the whole book

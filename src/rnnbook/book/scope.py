@@ -119,9 +119,26 @@ class ChapterPlan:
     docname: str
     runs: int | None        # None: the chapter module has no ``plan`` (grid unknown)
     cached: int = 0
+    shipped: int = 0        # runs read from the shipped reference records (not trained)
     seconds: float = 0.0    # estimated, runs not cached
     notebook_cached: bool = False
     selected: bool = True
+
+
+def shipped_keys(job: Job) -> set[str]:
+    """Protocol keys of the shipped reference records the chapter's sweeps read: every key of
+    the store when the chapter module names one (``STORE``) and the store is read, else none."""
+    import importlib
+
+    from rnnbook import reference
+
+    try:
+        module = importlib.import_module(PLAN_MODULE.format(stem=job.chapter.title))
+    except ModuleNotFoundError:
+        return set()
+    if not getattr(module, "STORE", None) or reference.mode() == "off" or not reference.store_dir().is_dir():
+        return set()
+    return set(reference.cached_load())
 
 
 def planned_runs(job: Job) -> list | None:
@@ -153,9 +170,14 @@ def dry_run(jobs: list[Job], selected: set[str], cache, force: bool = False) -> 
                          notebook_cached=not force and cache.get(name, job.key) is not None)
         runs = planned_runs(job) if cp.selected else []
         if runs is not None:
+            from rnnbook import reference
+
             unique = {sweeps.run_key(c): c for c in runs}
-            cached = {k for k, c in unique.items() if sweeps.is_cached(c, sweeps.RUNS_DIR)}
-            cp.runs, cp.cached = len(unique), len(cached)
+            store = shipped_keys(job) if runs else set()
+            shipped = {k for k, c in unique.items() if reference.protocol_key(c) in store}
+            cached = {k for k, c in unique.items() if k not in shipped and sweeps.is_cached(c, sweeps.RUNS_DIR)}
+            cached |= shipped
+            cp.runs, cp.cached, cp.shipped = len(unique), len(cached), len(shipped)
             if not cp.notebook_cached:
                 todo = [c for k, c in unique.items() if k not in cached | seen]
                 cp.seconds = sweeps.estimate_seconds(todo, costs=costs)
@@ -166,21 +188,23 @@ def dry_run(jobs: list[Job], selected: set[str], cache, force: bool = False) -> 
 
 def print_plan(plans: list[ChapterPlan], out) -> None:
     w = max([len(p.docname) for p in plans] + [7])
-    print(f"{'chapter'.ljust(w)}  {'runs':>6}  {'cached':>6}  {'run-hours':>9}  notebook", file=out)
-    print(f"{'-' * w}  {'-' * 6}  {'-' * 6}  {'-' * 9}  {'-' * 8}", file=out)
+    print(f"{'chapter'.ljust(w)}  {'runs':>6}  {'shipped':>7}  {'cached':>6}  {'run-hours':>9}  notebook", file=out)
+    print(f"{'-' * w}  {'-' * 6}  {'-' * 7}  {'-' * 6}  {'-' * 9}  {'-' * 8}", file=out)
     for p in plans:
         if not p.selected:
-            print(f"{p.docname.ljust(w)}  {'-':>6}  {'-':>6}  {'-':>9}  not selected (--only)", file=out)
+            print(f"{p.docname.ljust(w)}  {'-':>6}  {'-':>7}  {'-':>6}  {'-':>9}  not selected (--only)", file=out)
             continue
         nb = "cached: not executed" if p.notebook_cached else "executed"
         if p.runs is None:
-            print(f"{p.docname.ljust(w)}  {'?':>6}  {'?':>6}  {'?':>9}  {nb} (grid unknown: no plan())", file=out)
+            print(f"{p.docname.ljust(w)}  {'?':>6}  {'?':>7}  {'?':>6}  {'?':>9}  {nb} (grid unknown: no plan())",
+                  file=out)
         else:
-            print(f"{p.docname.ljust(w)}  {p.runs:>6}  {p.cached:>6}  {p.seconds / 3600:>9.2f}  {nb}", file=out)
+            print(f"{p.docname.ljust(w)}  {p.runs:>6}  {p.shipped:>7}  {p.cached - p.shipped:>6}  "
+                  f"{p.seconds / 3600:>9.2f}  {nb}", file=out)
     known = [p for p in plans if p.selected and p.runs is not None and not p.notebook_cached]
     hours = sum(p.seconds for p in known) / 3600
     unknown = [p.docname for p in plans if p.selected and p.runs is None]
-    print(f"\nestimated {hours:.2f} run-hours for the runs not cached of the chapters that execute"
+    print(f"\nestimated {hours:.2f} run-hours for the runs neither shipped nor cached of the chapters that execute"
           f" (one run at a time; a run to a criterion counted at its cap of updates; divide by the"
           f" runs in parallel)"
           + (f"; grid unknown for {', '.join(unknown)}" if unknown else ""), file=out)

@@ -27,6 +27,9 @@ from rnnbook.experiments.common import role_label
 from rnnbook.experiments.relu.interface import BASELINE, parse_interface
 from rnnbook.verdicts import Verdict
 
+#: The chapter reads the relu chapter's runs through it, shipped records included (the dry run counts them).
+STORE = relu.STORE
+
 #: The chapter's parameters: those of the two chapters whose numbers it reads.
 PARAMS = tuple(dict.fromkeys(relu.PARAMS + clipping.PARAMS))
 #: Claims of the usual answer and the literature: key -> the claim as the claims table states it.

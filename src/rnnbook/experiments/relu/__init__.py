@@ -114,25 +114,28 @@ def lag_grid(p: dict, target_acc: float, rates: dict[str, float], lags=None, kee
                        if keep is None or keep(spec.label, key)])
 
 
-def lag_sweep(p: dict, target_acc: float, rates: dict[str, float]) -> pd.DataFrame:
+def lag_sweep(p: dict, target_acc: float, rates: dict[str, float], runner=None) -> pd.DataFrame:
     """The lag sweep, lag by lag in increasing order. With ``lag_ladder``, a configuration's ladder
     (per interface level) stops after the first lag at which no seed met the criterion
     (:func:`rnnbook.reference.ladder_stops`), so a reach is bounded by a failure, not by the grid.
     At every point where some but not all ``seeds`` succeeded, ``top_up_seeds`` add runs: the
-    points that decide comparisons get more seeds than the clear ones."""
+    points that decide comparisons get more seeds than the clear ones. ``runner`` stands in for
+    :func:`run` (the dry run's planner)."""
     from rnnbook.reference import ladder_stops
+
+    run_ = runner or run
 
     parts, stopped = [], set()
     for lag in sorted(int(x) for x in p["lags"]):
         configs, labels, levels = lag_grid(p, target_acc, rates, [lag], lambda lab, key: (lab, key) not in stopped)
         if not configs:
             break
-        runs = run(configs, labels, p["seeds"], f"relu: lag {lag}", levels)
+        runs = run_(configs, labels, p["seeds"], f"relu: lag {lag}", levels)
         mixed = [(c, lab, key) for c, lab, key in zip(configs, labels, levels)
                  if 0 < runs[(runs["label"] == lab) & (runs["interface"] == key)]["success"].sum() < len(p["seeds"])]
         if mixed and p["top_up_seeds"]:
             more_configs, more_labels, more_levels = map(list, zip(*mixed))
-            more = run(more_configs, more_labels, p["top_up_seeds"], f"relu: lag {lag}, more seeds", more_levels)
+            more = run_(more_configs, more_labels, p["top_up_seeds"], f"relu: lag {lag}, more seeds", more_levels)
             runs = pd.concat([runs, more], ignore_index=True)
         parts.append(runs)
         if p["lag_ladder"]:
@@ -208,18 +211,19 @@ def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
     """Every training run of the chapter (seeds included), without running any: for
     ``rnnbook build --dry-run``. The target is the build's when the encoder's ceiling is cached,
     else :data:`PLANNING_TARGET`; the lag sweep's learning rates are the tuning runs' choice once
-    they are cached. The lag sweep is planned whole, top-up seeds at every point: an upper bound
-    (the ladder and the top-up rule run fewer)."""
+    they are shipped or cached. The lag sweep follows its ladder and top-up rule as far as
+    shipped or cached records decide them (:func:`planned_lag_runs`), and is an upper bound
+    beyond."""
     p = _pick(params)
     if target_acc is None:
         ceiling = encoder_ceiling(p["ceiling_epochs"], compute=False)
         target_acc = PLANNING_TARGET if ceiling is None else target_of(p, ceiling)
     tuned = sweeps.with_seeds(tuning_grid(p, target_acc)[0], p["tuning_seeds"])
     guess = {spec.label: float(p["tuning_learning_rates"][0]) for spec in specs(p["rnn_configs"])}
-    if all(sweeps.is_cached(c) for c in tuned):  # the tuning runs decide the lag sweep's rates
+    if all(_cached_record(c) is not None for c in tuned):  # the tuning runs decide the lag sweep's rates
         configs, labels, levels = tuning_grid(p, target_acc)
         guess = choose_rates(run(configs, labels, p["tuning_seeds"], "relu: learning rates", levels))[0]
-    lag = sweeps.with_seeds(lag_grid(p, target_acc, guess)[0], list(p["seeds"]) + list(p["top_up_seeds"]))
+    lag = planned_lag_runs(p, target_acc, guess)
     ablation = sweeps.with_seeds(ablation_grid(p, target_acc, guess)[0], p["ablation_seeds"])
     rest = [c for configs, _ in (memo_grid(p, target_acc), lr_grid(p, target_acc), width_grid(p, target_acc))
             for c in configs]
@@ -230,8 +234,45 @@ def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
 
 
 def _cached_record(config: TrainConfig) -> dict | None:
-    """The run cache's record of ``config``, or None (nothing trains)."""
+    """The record a build would read for ``config`` (shipped, else in the run cache), or None
+    (nothing trains)."""
+    from rnnbook import reference
+
+    if reference.mode() != "off":
+        shipped = reference.cached_load().get(reference.protocol_key(config))
+        if shipped is not None:
+            return shipped
     return sweeps.cached_train(config) if sweeps.is_cached(config) else None
+
+
+class _Unknown(Exception):
+    """A lag of the sweep whose records are not all there: the planner cannot follow the ladder."""
+
+    def __init__(self, lag: int):
+        super().__init__(lag)
+        self.lag = lag
+
+
+def planned_lag_runs(p: dict, target_acc: float, rates: dict[str, float]) -> list[TrainConfig]:
+    """The lag sweep's runs as :func:`lag_sweep` would run them, its ladder and top-ups decided by
+    the records there are; from the first lag with a run not recorded, every point of every
+    remaining lag with all seeds (an upper bound)."""
+    planned: list[TrainConfig] = []
+
+    def runner(configs, labels, seeds, desc, interfaces=None):
+        runs = sweeps.with_seeds(configs, seeds)
+        planned.extend(runs)
+        if any(_cached_record(c) is None for c in runs):
+            raise _Unknown(int(configs[0].lag))
+        return run(configs, labels, seeds, desc, interfaces)  # every record is there: nothing trains
+
+    try:
+        lag_sweep(p, target_acc, rates, runner)
+    except _Unknown as unknown:
+        rest = [int(x) for x in p["lags"] if int(x) >= unknown.lag]
+        planned += sweeps.with_seeds(lag_grid(p, target_acc, rates, rest)[0],
+                                     list(p["seeds"]) + list(p["top_up_seeds"]))
+    return planned
 
 
 # ----------------------------------------------------------------------------- runs and statistics
