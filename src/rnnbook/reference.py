@@ -312,7 +312,9 @@ def compare(shipped: dict, rerun: dict, cap: int, tolerance: float = 0.0) -> dic
     va, vb = np.asarray(a.get("check_val_acc") or [], float), np.asarray(b.get("check_val_acc") or [], float)
     same_len = va.shape == vb.shape
     diff = float(np.max(np.abs(va - vb))) if same_len and va.size else (0.0 if same_len else math.inf)
-    ok = same_len and diff <= tolerance and a["outcome"] == b["outcome"]
+    # a run that diverged before its first check has no check to compare: its step must match
+    same_end = a["outcome"] != "diverged" or a.get("updates") == b.get("updates")
+    ok = same_len and diff <= tolerance and a["outcome"] == b["outcome"] and same_end
     return {"checks": int(va.size), "max_abs_diff": diff, "shipped_outcome": a["outcome"],
             "rerun_outcome": b["outcome"], "reproduced": bool(ok)}
 
