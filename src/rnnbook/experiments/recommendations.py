@@ -254,8 +254,8 @@ def page_values(res: dict) -> dict:
     vals.update({"cap": b["max_updates"], "n_seeds": b["n_seeds"], "n_runs_lag": b["n_runs"],
                  "n_censored": b["n_censored"], "n_improving": b["n_improving"],
                  "ceiling": r["ceiling"]["test_acc"], "target_acc": r["target_acc"]})
-    vals["simple_reach_base"] = relu._lag(n["best_simple_reach"].get(BASELINE, math.nan))
-    vals["gated_reach_base"] = relu._lag(n["best_gated_reach"].get(BASELINE, math.nan))
+    vals["simple_reach_base"] = relu.lag_text(n["best_simple_reach"].get(BASELINE, math.nan))
+    vals["gated_reach_base"] = relu.lag_text(n["best_gated_reach"].get(BASELINE, math.nan))
     vals["failures_text"] = ("; ".join(f"{f['label']} ({parse_interface(f['interface']).label}, {f['units']} units, "
                                        f"{f['sweep']} sweep): {f['failed']} of {f['runs']}"
                                        for _, f in res["failures"].iterrows()) or "none")

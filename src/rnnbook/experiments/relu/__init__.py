@@ -33,10 +33,12 @@ import pandas as pd
 
 from rnnbook import sweeps, verdicts as V
 from rnnbook.experiments.relu import claims as relu_claims, collapse as relu_collapse
-from rnnbook.experiments.common import (ExperimentError, ROLES, encoder_ceiling, fmt_ci, outcomes,
+from rnnbook.experiments.common import (ExperimentError, ROLES, encoder_ceiling, outcomes,
                                         parse_rnn_config, role_label, specs, wilson_interval)
 from rnnbook.experiments.relu.interface import (SATURATION, BASELINE, drive_display, drive_table,  # noqa: F401
                                            parse_interface)
+from rnnbook.experiments.relu.tables import (failure_text, lag_text, logrank_display,  # noqa: F401 - the page's tables
+                                             rates_display, success_display)
 from rnnbook.experiments.relu.figures import (  # noqa: F401 - the chapter's figures
     fig_interface_scale, fig_memorisation, fig_stability, fig_time_to_success, fig_updates_to_success,
     km_curves, memo_curves)
@@ -432,13 +434,6 @@ def rerun(out: dict, p: dict) -> pd.DataFrame:
     return table
 
 
-def logrank_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The log-rank table for the page: p to two significant digits, "n/a" where neither arm succeeded."""
-    if "log-rank p" not in table:
-        return table
-    return table.assign(**{"log-rank p": [("n/a" if not np.isfinite(p) else f"{p:.2g}") for p in table["log-rank p"]]})
-
-
 def budget(runs: pd.DataFrame, p: dict) -> dict:
     """What the lag sweep spent: cap, checks, seeds, runs, censored, sequences seen."""
     return {"max_updates": int(p["max_updates"]), "check_every": int(p["check_every"]),
@@ -480,39 +475,12 @@ def numbers(out: dict) -> dict:
     for key in ("lr", "width"):
         runs = relu_claims.with_failures(out[key])
         by = ["label", "clip_mode", "learning_rate"] if key == "lr" else ["label", "units"]
-        n[f"{key}_fail"] = {k: (int(part["failed"].sum()), len(part), _reasons(part))
+        n[f"{key}_fail"] = {k: (int(part["failed"].sum()), len(part), failure_text(part))
                             for k, part in runs.groupby(by, sort=False)}
     n["failures"] = {lab: int(part["failed"].sum()) for lab, part in
                      relu_claims.with_failures(pd.concat([out["lr"][out["lr"]["clip_mode"] == "none"], out["width"]]))
                      .groupby("label", sort=False)}
     return n
-
-
-def _reasons(part: pd.DataFrame) -> str:
-    counts = part["failure"].dropna().value_counts()
-    return ", ".join(f"{int(c)} {r}" for r, c in counts.items()) or "none"
-
-
-def _lag(x: float) -> str:
-    return "no lag" if not np.isfinite(x) else f"lag {int(x)}"
-
-
-def success_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The success table for the data download and the page."""
-    t = table.copy()
-    t["success rate [95% CI]"] = [fmt_ci(r, lo, hi) for r, lo, hi in zip(t["rate"], t["lo"], t["hi"])]
-    return t
-
-
-def rates_display(tuning_table: pd.DataFrame) -> pd.DataFrame:
-    """The learning-rate table for the page: per configuration and rate, successes on the tuning
-    seeds, median updates to success, and the rate chosen."""
-    t = tuning_table
-    return pd.DataFrame({"configuration": t["label"], "Adam learning rate": t["learning_rate"].map(lambda x: f"{x:g}"),
-                         "successes": [f"{k} of {n}" for k, n in zip(t["successes"], t["seeds"])],
-                         "median updates to success": t["median_updates"].map(
-                             lambda x: "n/a" if not np.isfinite(x) else f"{x:.0f}"),
-                         "chosen": np.where(t["chosen"], "yes", "")})
 
 
 # ----------------------------------------------------------------------------- what the page glues
