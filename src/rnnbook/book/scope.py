@@ -118,7 +118,7 @@ PLAN_MODULE = "rnnbook.experiments.{stem}"
 class ChapterPlan:
     docname: str
     runs: int | None        # None: the chapter module has no ``plan`` (grid unknown)
-    cached: int = 0
+    cached: int = 0         # runs in the run cache (not shipped)
     shipped: int = 0        # runs read from the shipped reference records (not trained)
     seconds: float = 0.0    # estimated, runs not cached
     notebook_cached: bool = False
@@ -176,10 +176,9 @@ def dry_run(jobs: list[Job], selected: set[str], cache, force: bool = False) -> 
             store = shipped_keys(job) if runs else set()
             shipped = {k for k, c in unique.items() if reference.protocol_key(c) in store}
             cached = {k for k, c in unique.items() if k not in shipped and sweeps.is_cached(c, sweeps.RUNS_DIR)}
-            cached |= shipped
             cp.runs, cp.cached, cp.shipped = len(unique), len(cached), len(shipped)
             if not cp.notebook_cached:
-                todo = [c for k, c in unique.items() if k not in cached | seen]
+                todo = [c for k, c in unique.items() if k not in shipped | cached | seen]
                 cp.seconds = sweeps.estimate_seconds(todo, costs=costs)
                 seen |= set(unique)
         plans.append(cp)
@@ -199,7 +198,7 @@ def print_plan(plans: list[ChapterPlan], out) -> None:
             print(f"{p.docname.ljust(w)}  {'?':>6}  {'?':>7}  {'?':>6}  {'?':>9}  {nb} (grid unknown: no plan())",
                   file=out)
         else:
-            print(f"{p.docname.ljust(w)}  {p.runs:>6}  {p.shipped:>7}  {p.cached - p.shipped:>6}  "
+            print(f"{p.docname.ljust(w)}  {p.runs:>6}  {p.shipped:>7}  {p.cached:>6}  "
                   f"{p.seconds / 3600:>9.2f}  {nb}", file=out)
     known = [p for p in plans if p.selected and p.runs is not None and not p.notebook_cached]
     hours = sum(p.seconds for p in known) / 3600
