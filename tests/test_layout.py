@@ -47,7 +47,7 @@ def test_one_module_or_package_per_executable_chapter():
 
 
 #: Modules of experiments/ that serve several chapters (the rest belong to one chapter's package).
-SHARED = {"__init__", "common", "probes"}
+SHARED = {"__init__", "common", "probes", "reruns"}
 
 
 def test_a_chapter_split_over_several_modules_is_a_package_named_after_it():

@@ -198,7 +198,8 @@ def _params(**changes):
     p = dict(repro_seeds=[0, 1, 2], repro_adding_lens=[20, 40], repro_adding_configs=["tanh-orthogonal", "lstm"],
              repro_order_lens=[20, 40], repro_order_configs=["relu-identity", "lstm"], repro_units=8,
              repro_batch_size=20, repro_learning_rate=0.01, repro_clip=1.0, repro_input_std=0.1,
-             repro_max_updates=100, repro_check_every=50, repro_n_val=100, repro_n_test=100)
+             repro_max_updates=100, repro_check_every=50, repro_n_val=100, repro_n_test=100,
+             rerun_samples=1, rerun_updates=50)
     return {**p, **changes}
 
 
@@ -265,7 +266,7 @@ def test_page_values_tally_leaves_the_generator_check_out():
     res["summary"] = repro.summary_table(res)
     res.update(adding=pd.DataFrame({"censored": [True]}), order=pd.DataFrame({"censored": [True]}),
                budget={k: 1 for k in ("n_runs", "n_censored", "n_success", "n_hard", "n_improving", "updates",
-                                      "sequences")}, train_seconds=60.0, bar_threshold=0.04,
+                                      "sequences")}, train_seconds=60.0, bar_threshold=0.04, n_shipped=0,
                order_table=res["order_table"].assign(success_rate=0.5, ci_lo=0.1, ci_hi=0.9))
     values = repro.page_values(res)
     assert "generator" not in values["repro_verdicts"] and "reproduced: 1" in values["repro_verdicts"]

@@ -249,6 +249,7 @@ def plan(root: Path, chapters: list[Chapter], resolved: Resolved) -> list[Job]:
             OVERRIDES_ENV: ", ".join(sorted(resolved.overridden & set(c.defaults))),
             **chapter_cache.data_key(),  # RNNBOOK_DATA, when it moves the data
             **chapter_cache.reference_key(),  # the shipped reference records the chapter may read
+            **chapter_cache.presets_key(root),  # the presets, which a chapter may read (pages.preset)
         }
         key = chapter_cache.cache_key(c.path.read_bytes(), p, src, versions, env)
         jobs.append(Job(c, p, env, key))

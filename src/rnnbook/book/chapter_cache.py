@@ -15,7 +15,9 @@ The key of one chapter hashes:
 * the data directory when ``RNNBOOK_DATA`` moves it (:func:`data_key`): a chapter writes its
   runs and data sets there, so a cached chapter would never fill a new one,
 * the shipped reference records (:func:`reference_key`): their part files' names and sizes, and
-  the store's mode and place when ``--recompute`` or ``RNNBOOK_REFERENCE`` change them.
+  the store's mode and place when ``--recompute`` or ``RNNBOOK_REFERENCE`` change them,
+* the presets (:func:`presets_key`): a chapter reads the reference preset to find the shipped
+  records of the long-budget answer (:func:`rnnbook.book.pages.preset`).
 
 Nothing else: not the git commit, not other chapters, not files outside
 ``src/rnnbook``, not :data:`BUILD_ONLY`, not the test tools (upgrading pytest or Playwright
@@ -140,6 +142,15 @@ def reference_key(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     if environ.get(reference.STORE_ENV):
         out[reference.STORE_ENV] = str(directory.resolve())
     return out
+
+
+def presets_key(root: str | Path) -> dict[str, str]:
+    """A digest of the book's presets (``presets/*.yaml``, names and bytes): a chapter that reads
+    a preset (the relu chapter reads ``reference``) re-executes when one changes."""
+    h = hashlib.sha256()
+    for p in sorted((Path(root) / "presets").glob("*.yaml")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return {"RNNBOOK_PRESETS_STAMP": h.hexdigest()[:16]}
 
 
 def installed_versions(names: Iterable[str]) -> dict[str, str]:

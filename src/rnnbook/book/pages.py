@@ -35,6 +35,20 @@ def chapter_params(namespace: dict, names) -> dict:
     return {name: namespace[name] for name in names}
 
 
+def preset(name: str) -> dict:
+    """The values of ``presets/<name>.yaml`` (run from the book's root, as :func:`setup` does),
+    e.g. the reference protocol the relu chapter reads its long-budget records under. The build's
+    chapter cache hashes the presets, so an edited preset re-executes the chapters."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path("presets") / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no preset {name!r} ({path.resolve()}): run from the book's root")
+    return yaml.safe_load(path.read_text()) or {}
+
+
 def glue_md(key: str, text: str) -> None:
     """Glue a word, phrase or code span for ``{glue:md}`` (or ``{glue:text}``) in the prose."""
     from IPython.display import Markdown

@@ -22,7 +22,7 @@ import pandas as pd
 
 from rnnbook import verdicts as V
 from rnnbook.experiments import clipping, relu
-from rnnbook.experiments.relu import claims as relu_claims
+from rnnbook.experiments.relu import claims as relu_claims, long_budget
 from rnnbook.experiments.common import role_label
 from rnnbook.experiments.relu.interface import BASELINE, parse_interface
 from rnnbook.verdicts import Verdict
@@ -50,9 +50,11 @@ def _pick(params: dict, names) -> dict:
     return {n: params[n] for n in names if n in params}
 
 
-def results(params: dict) -> dict:
-    """The two chapters' results, the claims' verdicts, the advice and the headline."""
-    r = relu.results(_pick(params, relu.PARAMS))
+def results(params: dict, reference_preset: dict | None = None) -> dict:
+    """The two chapters' results, the claims' verdicts, the advice and the headline;
+    ``reference_preset`` as for :func:`rnnbook.experiments.relu.results` (the long-budget answer)."""
+    reader = long_budget.reader(reference_preset) if reference_preset is not None else None
+    r = relu.results(_pick(params, relu.PARAMS), long_budget=reader)
     c = clipping.results(_pick(params, clipping.PARAMS))
     verdicts = claim_verdicts(r["verdicts"], c, r["collapse"]["verdicts"]["collapse"])
     failures = measured_failures(r)
@@ -241,6 +243,10 @@ def page_values(res: dict) -> dict:
     vals = {"headline": res["headline"], "best_level": parse_interface(best_level(r)).label,
             "baseline_label": parse_interface(BASELINE).label, "tanh_label": role_label("tanh"),
             "rule_text": V.RULE_TEXT, "failure_share": FAILURE_SHARE}
+    if "long" in r:  # the long-budget answer (relu chapter), as far as it is computed
+        vals.update(long_budget.front_values(r["long"]))
+    else:
+        vals.update({f"long_{k}": "not read by this build" for k in ("coverage", "cap", "verdicts", "reach")})
     for k, v in verdicts.items():
         v = _as_verdict(v)
         vals[f"claim_{k}"] = verdict_cell(v)
@@ -264,6 +270,7 @@ def page_values(res: dict) -> dict:
 
 #: The values the front page (``index.md``, not a notebook) pastes as plain text.
 FRONT_PAGE = ("headline", "n_seeds", "cap", "n_censored", "n_runs_lag", "simple_reach_base",
+              "long_coverage", "long_cap", "long_verdicts", "long_reach",
               *[f"claim_{k}" for k in CLAIMS], *[f"claim_{k}_why" for k in CLAIMS])
 
 

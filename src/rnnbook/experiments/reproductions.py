@@ -39,13 +39,16 @@ import pandas as pd
 
 from rnnbook import sweeps, synthetic, verdicts
 from rnnbook.choices import NORMAL_STD
+from rnnbook.experiments import reruns
 from rnnbook.experiments.common import ExperimentError, fmt_ci, outcomes, parse_rnn_config, wilson_interval
 from rnnbook.training import TrainConfig
 
 #: The chapter's parameters, as its ``parameters`` cell names them.
 PARAMS = ("repro_seeds", "repro_adding_lens", "repro_adding_configs", "repro_order_lens", "repro_order_configs",
           "repro_units", "repro_batch_size", "repro_learning_rate", "repro_clip", "repro_input_std",
-          "repro_max_updates", "repro_check_every", "repro_n_val", "repro_n_test")
+          "repro_max_updates", "repro_check_every", "repro_n_val", "repro_n_test", "rerun_samples", "rerun_updates")
+#: The chapter's shipped reference records (:mod:`rnnbook.reference`): ``data/reference/reproductions-*.jsonl.gz``.
+STORE = "reproductions"
 #: Verdicts of a reproduction row of the summary table ("did this build reproduce the paper's claim").
 VERDICTS = ("reproduced", "partly", "no difference detected", "not at this budget", "contradicted", "not verified")
 REPRODUCED, PARTLY, NO_DIFFERENCE, NOT_AT_BUDGET, CONTRADICTED, NOT_VERIFIED = VERDICTS
@@ -237,12 +240,18 @@ def min_p(n: int) -> float:
 
 def _sweep(configs, labels, seeds, desc, cache_dir) -> pd.DataFrame:
     runs = outcomes(sweeps.run_sweep(configs, seeds, cache_dir=cache_dir, desc=f"reproductions: {desc}",
-                                     labels=labels))
+                                     labels=labels, store=STORE))
     rec = runs["record"]
     return runs.assign(test_loss=[r.get("test_loss", math.nan) for r in rec],
                        failure=[verdicts.failure_reason(r) for r in rec],
                        improving=[verdicts.still_improving(r) for r in rec],
-                       peak_grad_norm=[max((r.get("steps") or {}).get("grad_norm") or [math.nan]) for r in rec])
+                       peak_grad_norm=[peak_grad_norm(r) for r in rec])
+
+
+def peak_grad_norm(record: dict) -> float:
+    """The largest global gradient norm of a run, before clipping: from its per-update log, or from
+    its per-check maxima when it is a compact shipped record (:func:`rnnbook.reference.compact`)."""
+    return max((record.get("steps") or {}).get("grad_norm") or record.get("check_grad_norm_max") or [math.nan])
 
 
 def _hard(part: pd.DataFrame) -> int:
@@ -346,6 +355,10 @@ def results(params: dict, cache_dir=sweeps.RUNS_DIR) -> dict:
            "train_seconds": float(both["wall_time"].sum())}
     res["summary"] = summary_table(res)
     res["init"] = init_comparisons(res)
+    shipped = reruns.shipped_rows([adding, order])
+    res["n_shipped"] = len(shipped)
+    res["rerun"] = reruns.table([("this build's runs", shipped)], int(p["rerun_samples"]), int(p["rerun_updates"]),
+                                sum(seeds) + 7 * len(p["repro_adding_lens"]), STORE)
     return res
 
 
@@ -528,6 +541,7 @@ def page_values(res: dict) -> dict:
         "repro_n_seeds": n_seeds, "repro_adding_lens": _list(p["repro_adding_lens"]),
         "repro_order_lens": _list(p["repro_order_lens"]), "repro_cap": p["repro_max_updates"],
         "repro_check_every": p["repro_check_every"], "repro_batch": p["repro_batch_size"],
+        "repro_n_shipped": res["n_shipped"],
         "repro_cap_sequences": p["repro_max_updates"] * p["repro_batch_size"],
         "repro_lr": float(p["repro_learning_rate"]), "repro_clip": float(p["repro_clip"]),
         "repro_units": p["repro_units"], "repro_input_std": float(p["repro_input_std"]),

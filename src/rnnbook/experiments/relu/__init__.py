@@ -25,13 +25,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import numpy as np
 import pandas as pd
 
 from rnnbook import sweeps, verdicts as V
+from rnnbook.experiments import reruns
 from rnnbook.experiments.relu import claims as relu_claims, collapse as relu_collapse
 from rnnbook.experiments.common import (ExperimentError, ROLES, encoder_ceiling, outcomes,
                                         parse_rnn_config, role_label, specs, wilson_interval)
@@ -361,8 +361,11 @@ def logrank_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- the chapter's numbers
 
 
-def results(params: dict, ceiling: dict | None = None) -> dict:
-    """Every number, table and run of the chapter, from its parameters (cached runs load at once).
+def results(params: dict, ceiling: dict | None = None, long_budget=None) -> dict:
+    """Every number, table and run of the chapter, from its parameters (cached runs load at once);
+    with ``long_budget`` (a function of the parameters and the target, as
+    :func:`.long_budget.reader` makes one), ``long``: the long-budget answer read from the
+    shipped reference records (it never trains).
 
     Keys: ``ceiling``, ``target_acc``, ``rates`` and ``tuning_table`` (the fair race), the run
     tables ``tuning``/``lag``/``ablation``/``memo``/``lr``/``width``, ``table`` (success per point),
@@ -390,6 +393,8 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     out["logrank"] = logrank_table(out["lag"], role_label("tanh"))
     out["drive"] = drive_table(p, at_lag(base_config(p, 1.0), max(p["lags"])))
     out["budget"] = budget(out["lag"], p)
+    if long_budget is not None:
+        out["long"] = long_budget(p, target)
     out["rerun"] = rerun(out, p)
     roles = {"tanh": role_label("tanh"), "relu": role_label("relu"), "irnn": role_label("irnn"),
              "tf1": role_label("tf1"),
@@ -405,33 +410,21 @@ def results(params: dict, ceiling: dict | None = None) -> dict:
     return out
 
 
-def shipped_rows(out: dict) -> list[tuple[TrainConfig, dict, str]]:
-    """``(config, record, label)`` of every run of the chapter whose record is a shipped reference
-    record (:mod:`rnnbook.reference`)."""
-    rows, seen = [], set()
-    for key in ("tuning", "lag", "ablation", "memo", "lr", "width", "collapse"):
-        runs = out[key]["runs"] if key == "collapse" else out[key]
-        for rec, label in zip(runs["record"] if len(runs) else [], runs["label"] if len(runs) else []):
-            ident = json.dumps(rec.get("config"), sort_keys=True, default=list)
-            if rec.get("provenance") and ident not in seen:  # the long lags' unclipped runs are the lag sweep's
-                seen.add(ident)
-                rows.append((TrainConfig(**rec["config"]), rec, label))
-    return rows
+def shipped_rows(out: dict, sweeps_=("tuning", "lag", "ablation", "memo", "lr", "width", "collapse")
+                 ) -> list[tuple[TrainConfig, dict, str]]:
+    """``(config, record, label)`` of every run of ``out``'s ``sweeps_`` whose record is a shipped
+    reference record (:func:`rnnbook.experiments.reruns.shipped_rows`)."""
+    return reruns.shipped_rows([out[k]["runs"] if k == "collapse" else out[k] for k in sweeps_])
 
 
 def rerun(out: dict, p: dict) -> pd.DataFrame:
     """Re-run a seeded sample of the shipped runs the chapter read (``rerun_samples`` of them, for
-    their first ``rerun_updates`` updates) and compare (:func:`rnnbook.reference.rerun_sample`);
-    an empty table when the build read none."""
-    from rnnbook import reference
-
+    their first ``rerun_updates`` updates) and compare (:func:`rnnbook.experiments.reruns.table`):
+    half of them from the long-budget answer's runs when it has some."""
     seed = int(sum(p["seeds"]) + 7 * len(p["lags"]))  # seeded by the parameters: the same build, the same sample
-    table = reference.rerun_sample(shipped_rows(out), int(p["rerun_samples"]), int(p["rerun_updates"]), seed,
-                                   sweeps.train, store=STORE)
-    if table.empty:  # the page says so in the table itself
-        table = pd.DataFrame([{c: "n/a" for c in table.columns}])
-        table["configuration"] = "none: this build read no shipped reference run"
-    return table
+    long = shipped_rows(out["long"], ("lag", "ablation")) if out.get("long", {}).get("ready") else []
+    return reruns.table([("this build's sweeps", shipped_rows(out)), ("the reference protocol", long)],
+                        int(p["rerun_samples"]), int(p["rerun_updates"]), seed, STORE)
 
 
 def budget(runs: pd.DataFrame, p: dict) -> dict:
@@ -515,8 +508,6 @@ def page_values(out: dict) -> dict:
         "width_list": ", ".join(str(int(u)) for u in p["widths"]),
         "width_lr": f"`{float(p['width_learning_rate']):g}`",
         "ablation_lag": int(p["ablation_lag"]), "ablation_n_seeds": len(p["ablation_seeds"]),
-        "budget_rungs": ", ".join(f"{c:,}" for c in out["ladder"]["reach"]["cap"].unique()) if len(out["ladder"]["reach"]) else "",
-        "moved_claims": "; ".join(relu_claims.CLAIMS[k] for k in out["ladder"]["moved"]) or "none",
         "n_rerun": int((out["rerun"]["reproduced"] != "n/a").sum()), "n_shipped": len(shipped_rows(out)),
         "rule_text": V.RULE_TEXT, "alpha": V.ALPHA, "improving_margin": V.IMPROVING_MARGIN,
         "improving_checks": V.IMPROVING_CHECKS,
@@ -568,8 +559,7 @@ def figure_data(out: dict) -> dict:
             "tbl-learning-rates": out["tuning_table"], "tbl-interface-ablation": ablation_table(out["ablation"]),
             "fig-time-to-success": km_curves(out["lag"]), "tbl-logrank": out["logrank"],
             "fig-updates-to-success": out["lag"][run_cols], "fig-memorisation": memo_curves(out["memo"]),
-            "fig-lr-stability": pd.concat(stab)[stab_cols], "tbl-verdict-by-budget": out["ladder"]["verdicts"],
-            "fig-reach-by-budget": out["ladder"]["reach"]}
+            "fig-lr-stability": pd.concat(stab)[stab_cols]}
 
 
 def all_runs(out: dict) -> pd.DataFrame:

@@ -1,0 +1,233 @@
+"""The long-budget answer of the relu chapter: the reference protocol's runs (``presets/reference.yaml``:
+caps of 3,000 updates, lags 5 to 160, 6 to 10 seeds) read from the shipped records as far as
+they are computed. It never trains: a run that is not recorded is *not computed yet*, and the
+page says how far the computation has come.
+
+What is read, in the order the reference computation runs it (:func:`rnnbook.experiments.relu.results`):
+
+* the tuning runs, which choose each configuration's learning rate (all of them, or nothing
+  else is read: the lag sweep's configurations depend on the rates);
+* the lag sweep, lag by lag, with its ladder and top-ups, up to the first lag with a run not
+  recorded (a *complete* lag holds every run the sweep would make there); the runs recorded at
+  that first incomplete lag are counted, not used;
+* the interface ablation, if all its runs are recorded.
+
+Each rung of the budget ladder (:mod:`.ladder`) decides the lag-sweep claims again from the
+same runs. The claim about stability (learning-rate and width sweeps) is outside the lag sweep
+and reads "not computed yet" until those sweeps are recorded.
+
+Example:
+    >>> points_text([0, 4, 6], 6)
+    '0 → 4 → 6 of 6'
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from rnnbook import sweeps
+from rnnbook.experiments import relu
+from rnnbook.experiments.common import role_label
+from rnnbook.experiments.relu import claims as relu_claims, ladder
+
+#: The word a claim's cell reads when the runs that decide it are not recorded yet.
+NOT_COMPUTED = "not computed yet"
+#: Claims decided by the stability sweeps, not by the lag sweep or the ablation.
+STABILITY_CLAIMS = ("relu_unstable",)
+
+
+class _Missing(Exception):
+    """A grid whose runs are not all recorded."""
+
+    def __init__(self, lag: int, found: int, planned: int):
+        super().__init__(lag)
+        self.lag, self.found, self.planned = lag, found, planned
+
+
+def _recorded(configs, labels, seeds, desc, interfaces=None) -> pd.DataFrame:
+    """:func:`relu.run` when every run of the grid is recorded; else :class:`_Missing` (nothing trains)."""
+    runs = sweeps.with_seeds(configs, seeds)
+    found = sum(relu._cached_record(c) is not None for c in runs)
+    if found < len(runs):
+        raise _Missing(int(configs[0].lag), found, len(runs))
+    return relu.run(configs, labels, seeds, desc, interfaces)
+
+
+def read(params: dict, target_acc: float) -> dict:
+    """The reference protocol's recorded runs (``params``: the chapter's parameters with the
+    reference preset applied). Keys: ``params``, ``rates`` (None until the tuning is recorded),
+    ``lag`` (the complete lags' runs), ``ablation`` (empty until complete), ``coverage``."""
+    p = relu._pick(params)
+    empty = pd.DataFrame(columns=["label", "interface", "lag", "success", "outcome", "updates", "diverged", "record"])
+    out = {"params": p, "target_acc": target_acc, "rates": None, "lag": empty, "ablation": empty,
+           "coverage": {"tuning": False, "lags_done": [], "lag_next": None, "next_found": 0, "next_planned": 0,
+                        "ablation": False}}
+    cov = out["coverage"]
+    try:
+        configs, labels, levels = relu.tuning_grid(p, target_acc)
+        out["rates"] = relu.choose_rates(_recorded(configs, labels, p["tuning_seeds"],
+                                                   "relu reference: learning rates", levels))[0]
+    except _Missing:
+        return out
+    cov["tuning"] = True
+    done: list[pd.DataFrame] = []
+
+    def runner(configs, labels, seeds, desc, interfaces=None):
+        runs = _recorded(configs, labels, seeds, desc, interfaces)
+        done.append(runs)
+        return runs
+
+    try:
+        relu.lag_sweep(p, target_acc, out["rates"], runner)
+    except _Missing as missing:
+        cov["lag_next"], cov["next_found"], cov["next_planned"] = missing.lag, missing.found, missing.planned
+        done = [d for d in done if len(d) and int(d["lag"].iloc[0]) < missing.lag]
+    if done:
+        out["lag"] = pd.concat(done, ignore_index=True)
+    cov["lags_done"] = sorted({int(x) for x in out["lag"]["lag"]})
+    try:
+        configs, labels, levels = relu.ablation_grid(p, target_acc, out["rates"])
+        out["ablation"] = _recorded(configs, labels, p["ablation_seeds"], "relu reference: ablation", levels)
+        cov["ablation"] = True
+    except _Missing:
+        pass
+    return out
+
+
+def roles(lag: pd.DataFrame) -> dict:
+    """The claims' roles among the configurations of ``lag`` (absent ones None)."""
+    present = set(lag["label"])
+    out = {k: (role_label(k) if role_label(k) in present else None) for k in ("tanh", "relu", "irnn", "tf1")}
+    out["gated"] = [lab for lab in dict.fromkeys(lag["label"]) if lab in ("GRU", "LSTM")]
+    return out
+
+
+def results(params: dict, target_acc: float) -> dict:
+    """:func:`read` plus, when some lag is complete, the success ``table``, the budget ``ladder``
+    (claims and reach at every rung) and ``points`` (successes per point at every rung)."""
+    out = read(params, target_acc)
+    out["ready"] = bool(len(out["lag"]))
+    if not out["ready"]:
+        return out
+    p, lag = out["params"], out["lag"]
+    out["table"] = relu.success_table(lag)
+    nothing = lag.iloc[0:0]
+    runs = {"lag": lag, "lr": nothing, "width": nothing, "ablation": out["ablation"]}
+    out["ladder"] = ladder.ladder(runs, p, roles(lag), relu.BASELINE, relu_claims.claim_verdicts,
+                                  relu.success_table, relu.reach)
+    pending = out["ladder"]["verdicts"]["claim"].isin(STABILITY_CLAIMS)
+    out["ladder"]["verdicts"].loc[pending, ["verdict", "p"]] = [NOT_COMPUTED, float("nan")]
+    out["points"] = points_table(lag, ladder.rungs(p))
+    return out
+
+
+def reader(reference_preset: dict):
+    """``read(params, target)``: :func:`results` under ``reference_preset`` (the ``reference``
+    preset's values over the chapter's parameters), for :func:`rnnbook.experiments.relu.results`."""
+    return lambda params, target_acc: results({**params, **reference_preset}, target_acc)
+
+
+def points_text(successes: list[int], seeds: int) -> str:
+    """One point's successes at each rung, lowest cap first: ``"0 → 4 → 6 of 6"``."""
+    return " → ".join(str(int(k)) for k in successes) + f" of {int(seeds)}"
+
+
+def points_table(lag: pd.DataFrame, caps: list[int]) -> pd.DataFrame:
+    """``tbl-reference-points``: one row per configuration and interface level, one column per
+    lag, each cell the successes at every cap of ``caps`` (:func:`points_text`)."""
+    at = {cap: ladder.runs_at_cap(lag, cap) for cap in caps}
+    rows = []
+    for (label, level), part in lag.groupby(["label", "interface"], sort=False):
+        row = {"configuration": label, "interface": relu.parse_interface(level).label}
+        for lag_, runs in part.groupby("lag", sort=True):
+            idx = runs.index
+            row[f"lag {int(lag_)}"] = points_text([int(at[c].loc[idx, "success"].sum()) for c in caps], len(runs))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    lag_cols = sorted((c for c in table.columns if c.startswith("lag ")), key=lambda c: int(c.split()[1]))
+    return table[["configuration", "interface", *lag_cols]].fillna("ladder stopped")
+
+
+def coverage_text(out: dict, lags_planned) -> str:
+    """One Markdown sentence: how far the reference computation has come."""
+    cov, planned = out["coverage"], [int(x) for x in lags_planned]
+    if not cov["tuning"]:
+        return "The reference computation has not recorded its tuning runs yet, so nothing of it can be read."
+    done = cov["lags_done"]
+    stopped = cov["lag_next"] is None
+    if stopped and done:
+        lag_part = (f"its lag sweep is complete ({_lags(done)}"
+                    + (f"; every ladder stopped before {_lags([x for x in planned if x > max(done)][:1])}"
+                       if max(done) < max(planned) else "") + ")")
+    else:
+        lag_part = (f"its lag sweep is complete at {_lags(done)}" if done else "no lag of its sweep is complete")
+        later = [x for x in planned if x > cov["lag_next"]]
+        lag_part += (f"; at lag {cov['lag_next']}, {cov['next_found']} of the {cov['next_planned']} runs are recorded"
+                     + (f" and {_lags(later)} {'are' if len(later) > 1 else 'is'} not computed yet" if later else ""))
+    abl = "its interface ablation is recorded" if cov["ablation"] else "its interface ablation is not computed yet"
+    return f"The reference computation is {'complete' if stopped and cov['ablation'] else 'not complete'}: " \
+           f"{lag_part}; {abl}."
+
+
+def _lags(xs) -> str:
+    """``"lag 5"``, ``"lags 5 and 10"``, ``"lags 5, 10 and 20"``."""
+    xs = [str(int(x)) for x in xs]
+    return "lags " + ", ".join(xs[:-1]) + " and " + xs[-1] if len(xs) > 1 else f"lag {xs[0]}"
+
+
+def provenance(out: dict) -> dict:
+    """What the page says about the records read: runs, run-hours, commits, dates, CPU."""
+    records = [r for frame in (out["lag"], out["ablation"]) for r in frame["record"]]
+    prov = [r.get("provenance") or {} for r in records]
+    return {"runs": len(records), "hours": sum(float(x.get("wall_time") or 0.0) for x in prov) / 3600,
+            "commits": sorted({str(x.get("commit", "?"))[:7] for x in prov}),
+            "dates": sorted({str(x.get("date", "?")) for x in prov}), "cpus": sorted({str(x.get("cpu", "?")) for x in prov})}
+
+
+def page(view: dict, own: dict) -> dict:
+    """What the chapter's long-budget section shows: ``values`` (glue keys), ``ladder`` (the
+    reference's budget ladder when some lag of it is complete, else this build's own runs'),
+    ``points`` (``tbl-reference-points``) and ``source`` (``"reference"`` or ``"build"``)."""
+    p = view["params"]
+    shown = view["ladder"] if view["ready"] else own["ladder"]
+    prov = provenance(view)
+    if view["ready"]:
+        points = view["points"]
+        source = (f"They are read from {prov['runs']} shipped runs ({prov['hours']:.1f} run-hours on "
+                  f"{', '.join(prov['cpus'])}, commit {', '.join(prov['commits'])}, {', '.join(prov['dates'])}).")
+    else:
+        points = pd.DataFrame([{"configuration": "none", "interface": "n/a",
+                                "lags": "no reference run is recorded for these parameters"}])
+        source = ("No reference run is recorded for this build's parameters, so the ladder below reads this "
+                  "build's own runs.")
+    caps = list(dict.fromkeys(int(c) for c in shown["reach"]["cap"])) if len(shown["reach"]) else []
+    values = {
+        "ref_cap": int(p["max_updates"]), "ref_check_every": int(p["check_every"]),
+        "ref_lags": ", ".join(str(int(x)) for x in p["lags"]),
+        "ref_seeds": len(p["seeds"]), "ref_top_up": len(p["top_up_seeds"]),
+        "ref_coverage": coverage_text(view, p["lags"]), "ref_source": source,
+        "ladder_source": "the reference runs" if view["ready"] else "this build's own runs",
+        "budget_rungs": ", ".join(f"{c:,}" for c in caps) or "none",
+        "moved_claims": "; ".join(relu_claims.CLAIMS[k] for k in shown["moved"]) or "none",
+    }
+    return {"values": values, "ladder": shown, "points": points, "source": "reference" if view["ready"] else "build"}
+
+
+def front_values(view: dict) -> dict[str, str]:
+    """Plain sentences for the front page (``long_*``; the recommendations chapter glues them as
+    ``front_long_*``): how far the reference computation has come, every claim's verdict at the
+    top cap, and each configuration's reach there."""
+    cap = f"{int(view['params']['max_updates']):,}"
+    if not view.get("ready"):
+        none = "no reference run is recorded for these parameters"
+        return {"long_coverage": coverage_text(view, view["params"]["lags"]), "long_cap": cap,
+                "long_verdicts": none, "long_reach": none}
+    top = max(int(c) for c in view["ladder"]["verdicts"]["cap"])
+    at_top = view["ladder"]["verdicts"][view["ladder"]["verdicts"]["cap"] == top]
+    reach = view["ladder"]["reach"][view["ladder"]["reach"]["cap"] == top]
+    levels = []
+    for level, part in reach.groupby("interface", sort=False):
+        cells = [f"{lab} {'none' if r != r else int(r)}" for lab, r in zip(part["label"], part["reach"])]
+        levels.append(f"{relu.parse_interface(level).label}: {', '.join(cells)}")
+    return {"long_coverage": coverage_text(view, view["params"]["lags"]), "long_cap": cap,
+            "long_verdicts": "; ".join(f"{relu_claims.CLAIMS[k]}: {w}" for k, w in zip(at_top["claim"], at_top["verdict"])),
+            "long_reach": "; ".join(levels)}

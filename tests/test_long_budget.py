@@ -1,0 +1,166 @@
+"""The relu chapter's long-budget answer (rnnbook.experiments.relu.long_budget): it reads the
+reference protocol's runs as far as they are recorded, never trains, says how far the
+computation has come, and falls back to the build's own runs when nothing is recorded."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from rnnbook import sweeps
+from rnnbook.book.parameters_cell import declared_parameters
+from rnnbook.experiments import relu
+from rnnbook.experiments.relu import long_budget as LB
+
+from conftest import ROOT
+
+CAPS = [50, 100]
+
+
+def _params(**changes) -> dict:
+    p = declared_parameters(ROOT / "chapters" / "relu.md")
+    p.update(rnn_configs=["tanh-orthogonal", "relu-orthogonal"], lags=[5, 10, 20], interfaces=["keras", "he"],
+             seeds=[0, 1], top_up_seeds=[2], tuning_learning_rates=[0.001], tuning_seeds=[100],
+             ablation_interfaces=["keras", "he"], ablation_seeds=[0, 1], ablation_lag=10,
+             max_updates=100, check_every=25, budget_caps=CAPS)
+    p.update(changes)
+    return p
+
+
+def _record(success_at: int | None) -> dict:
+    checks = [25, 50, 75, 100]
+    val = [0.95 if success_at is not None and u >= success_at else 0.1 for u in checks]
+    return {"outcome": "success" if success_at else "censored", "updates": success_at or 100,
+            "check_updates": checks, "check_val_acc": val, "config": {"target_acc": 0.9}, "chance": 0.1,
+            "provenance": {"commit": "abc1234def", "wall_time": 36.0, "cpu": "test CPU", "date": "2026-12-05"}}
+
+
+def _outcome(config) -> int | None:
+    """The fake store's rule: tanh succeeds at update 75 everywhere; ReLU at 25 at lag 5, never beyond."""
+    if config.activation == "tanh":
+        return 75
+    return 25 if config.lag == 5 else None
+
+
+@pytest.fixture
+def store(monkeypatch):
+    """A fake store holding the runs whose config ``recorded(config)`` accepts; training raises."""
+    state = {"recorded": lambda c: True}
+
+    def cached(config):
+        return _record(_outcome(config)) if state["recorded"](config) else None
+
+    def fake_run(configs, labels, seeds, desc, interfaces=None):
+        rows = []
+        for c, lab, key in zip(configs, labels, interfaces or ["keras"] * len(configs)):
+            for s in seeds:
+                rec = _record(_outcome(c))
+                rows.append({"label": lab, "interface": key, "lag": c.lag, "seed": int(s),
+                             "learning_rate": c.learning_rate, "outcome": rec["outcome"],
+                             "success": rec["outcome"] == "success", "updates": rec["updates"],
+                             "diverged": False, "record": rec})
+        return pd.DataFrame(rows)
+
+    def no_training(*a, **k):
+        raise AssertionError("the long-budget answer trained a run")
+
+    monkeypatch.setattr(relu, "_cached_record", cached)
+    monkeypatch.setattr(relu, "run", fake_run)
+    monkeypatch.setattr(sweeps, "train", no_training)
+    monkeypatch.setattr(sweeps, "run_sweep", no_training)
+    return state
+
+
+def test_it_reads_complete_lags_and_counts_the_first_incomplete_one(store):
+    store["recorded"] = lambda c: c.lag != 20 or c.seed == 0
+    out = LB.results(_params(), 0.9)
+    cov = out["coverage"]
+    assert out["ready"] and cov["tuning"] and cov["lags_done"] == [5, 10]
+    # ReLU's ladders stopped at lag 10 (no success), so lag 20 plans tanh's two levels x 2 seeds
+    assert (cov["lag_next"], cov["next_found"], cov["next_planned"]) == (20, 2, 4)
+    assert set(out["lag"]["lag"]) == {5, 10}
+    text = LB.coverage_text(out, [5, 10, 20])
+    assert "not complete" in text and "complete at lags 5 and 10" in text and "2 of the 4 runs" in text
+
+
+def test_the_points_table_shows_successes_at_every_cap(store):
+    out = LB.results(_params(), 0.9)
+    row = out["points"].set_index(["configuration", "interface"]).loc[("tanh + orthogonal", "Keras default (Glorot)")]
+    assert row["lag 5"] == "0 → 2 of 2"  # success at update 75: censored at cap 50, a success by 100
+    relu_row = out["points"].set_index(["configuration", "interface"]).loc[("ReLU + orthogonal", "He-uniform")]
+    assert relu_row["lag 5"] == "2 → 2 of 2" and relu_row["lag 20"] == "ladder stopped"
+
+
+def test_a_complete_computation_says_so_and_decides_the_claims_at_every_cap(store):
+    out = LB.results(_params(seeds=[0, 1, 2, 3, 4, 5], top_up_seeds=[6]), 0.9)
+    assert out["coverage"]["lag_next"] is None and out["coverage"]["ablation"]
+    assert LB.coverage_text(out, [5, 10, 20]).startswith("The reference computation is complete")
+    v = out["ladder"]["verdicts"]
+    assert sorted(v["cap"].unique()) == CAPS
+    assert set(v.loc[v["claim"] == "relu_unstable", "verdict"]) == {LB.NOT_COMPUTED}
+    assert math.isnan(v.loc[v["claim"] == "relu_unstable", "p"].iloc[0])
+    # at lag 5 ReLU leads 6 to 0 by cap 50 and the two tie by cap 100: the short-lag claim moves
+    short = v[v["claim"] == "relu_short"].set_index("cap")["verdict"]
+    assert short[50] != short[100] and "relu_short" in out["ladder"]["moved"]
+
+
+def test_without_the_tuning_runs_nothing_is_read_and_the_page_falls_back(store):
+    store["recorded"] = lambda c: c.seed not in (100,)
+    out = LB.results(_params(), 0.9)
+    assert not out["ready"] and not out["coverage"]["tuning"]
+    own = {"ladder": {"verdicts": pd.DataFrame(columns=["claim", "cap", "verdict", "p"]),
+                      "reach": pd.DataFrame({"cap": [200]}), "moved": []}}
+    shown = LB.page(out, own)
+    assert shown["source"] == "build" and shown["ladder"] is own["ladder"]
+    assert shown["values"]["budget_rungs"] == "200"
+    assert "tuning runs" in shown["values"]["ref_coverage"]
+    assert "no reference run" in shown["points"].iloc[0]["lags"]
+
+
+def test_a_missing_ablation_leaves_the_lag_sweep_read(store):
+    store["recorded"] = lambda c: c.lag != 40
+    out = LB.read(_params(ablation_lag=40), 0.9)
+    assert out["coverage"]["lags_done"] == [5, 10, 20] and not out["coverage"]["ablation"]
+    assert "ablation is not computed yet" in LB.coverage_text(out, [5, 10, 20])
+
+
+def test_the_page_names_the_records_it_read(store):
+    shown = LB.page(LB.results(_params(), 0.9), {})
+    assert shown["source"] == "reference"
+    assert "test CPU" in shown["values"]["ref_source"] and "abc1234" in shown["values"]["ref_source"]
+    assert shown["values"]["ladder_source"] == "the reference runs"
+
+
+def test_lag_phrases():
+    assert LB._lags([5]) == "lag 5" and LB._lags([5, 10]) == "lags 5 and 10"
+    assert LB._lags([5, 10, 20]) == "lags 5, 10 and 20"
+
+
+@pytest.mark.parametrize("own, expected", [(["own run"], [2, 2]), ([], [0, 4])])
+def test_half_the_rerun_sample_comes_from_the_long_budget_runs(monkeypatch, own, expected):
+    from rnnbook import reference
+
+    calls = []
+    monkeypatch.setattr(relu, "shipped_rows", lambda out, sweeps_=None: ["long run"] if sweeps_ else own)
+
+    def fake_sample(rows, k, updates, seed, trainer, store=""):
+        calls.append(k)
+        return pd.DataFrame({"configuration": [rows[0]] * k if k else []})
+
+    monkeypatch.setattr(reference, "rerun_sample", fake_sample)
+    table = relu.rerun({"long": {"ready": True}}, {"seeds": [0], "lags": [5], "rerun_samples": 4, "rerun_updates": 50})
+    assert calls == [n for n in expected if n]
+    assert list(table["evidence"]) == ["this build's sweeps"] * expected[0] + ["the reference protocol"] * expected[1]
+
+
+def test_the_front_page_sentences_name_the_top_cap_verdicts_and_reach(store):
+    out = LB.results(_params(), 0.9)
+    front = LB.front_values(out)
+    assert front["long_cap"] == "100" and "complete" in front["long_coverage"]
+    assert "The CNN-to-RNN interface decides whether a configuration learns: " in front["long_verdicts"]
+    # tanh learned every lag; ReLU only lag 5 (its ladder stopped at 10)
+    assert "tanh + orthogonal 20" in front["long_reach"] and "ReLU + orthogonal 5" in front["long_reach"]
+    store["recorded"] = lambda c: False
+    empty = LB.front_values(LB.results(_params(), 0.9))
+    assert empty["long_cap"] == "100" and empty["long_reach"].startswith("no reference run")
