@@ -316,6 +316,21 @@ def with_seeds(configs, seeds) -> list[TrainConfig]:
     return [dataclasses.replace(c, seed=int(s)) for c in configs for s in seeds]
 
 
+def recorded(config: TrainConfig, store: str | None = None, cache_dir: str | Path | None = RUNS_DIR,
+             shipped: dict | None = None) -> dict | None:
+    """The record a sweep reads for ``config`` instead of training it: the shipped reference
+    record when ``store`` names the run's store and the store is read (``shipped``: the loaded
+    store, default :func:`rnnbook.reference.cached_load`), else the run cache's; None when
+    neither has it (the run would train)."""
+    from rnnbook import reference
+
+    if store and reference.mode() != "off":
+        record = (reference.cached_load() if shipped is None else shipped).get(reference.protocol_key(config))
+        if record is not None:
+            return record
+    return _load(run_path(config, cache_dir)) if cache_dir is not None else None
+
+
 def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc: str = "sweep",
               labels=None, executor=None, store: str | None = None) -> pd.DataFrame:
     """Run (or load) every configuration x seed; one row per run, in the order of the grid.
@@ -356,11 +371,9 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
     mode = reference.mode() if store else "off"
     shipped = reference.cached_load() if mode != "off" else {}
     for key, cfg in first.items():
-        record = shipped.get(reference.protocol_key(cfg)) if shipped else None
-        if record is None and cache_dir is not None:
-            record = _load(run_path(cfg, cache_dir))
-            if record is not None and mode == "write":  # computed earlier, not yet in the store
-                reference.append(cfg, record, reference.part_name(store))
+        record = recorded(cfg, store if mode != "off" else None, cache_dir, shipped)
+        if record is not None and mode == "write" and reference.protocol_key(cfg) not in shipped:
+            reference.append(cfg, record, reference.part_name(store))  # computed earlier, not yet in the store
         if record is not None:
             records[key] = record
             bar.update(keys.count(key))

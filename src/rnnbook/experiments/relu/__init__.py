@@ -238,13 +238,7 @@ def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
 def _cached_record(config: TrainConfig) -> dict | None:
     """The record a build would read for ``config`` (shipped, else in the run cache), or None
     (nothing trains)."""
-    from rnnbook import reference
-
-    if reference.mode() != "off":
-        shipped = reference.cached_load().get(reference.protocol_key(config))
-        if shipped is not None:
-            return shipped
-    return sweeps.cached_train(config) if sweeps.is_cached(config) else None
+    return sweeps.recorded(config, STORE)
 
 
 class _Unknown(Exception):
