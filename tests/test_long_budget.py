@@ -123,6 +123,9 @@ def test_a_missing_ablation_leaves_the_lag_sweep_read(store):
     out = LB.read(_params(ablation_lag=40), 0.9)
     assert out["coverage"]["lags_done"] == [5, 10, 20] and not out["coverage"]["ablation"]
     assert "ablation is not computed yet" in LB.coverage_text(out, [5, 10, 20])
+    store["recorded"] = lambda c: c.lag != 40 or c.seed == 0
+    out = LB.read(_params(ablation_lag=40), 0.9)
+    assert "of its interface ablation, 2 of the 4 runs are recorded" in LB.coverage_text(out, [5, 10, 20])
 
 
 def test_the_page_names_the_records_it_read(store):

@@ -375,10 +375,10 @@ def results(params: dict, ceiling: dict | None = None, long_budget=None) -> dict
     configs, labels, levels = tuning_grid(p, target)
     out["tuning"] = run(configs, labels, p["tuning_seeds"], "relu: learning rates", levels)
     out["rates"], out["tuning_table"] = choose_rates(out["tuning"])
+    configs, labels, levels = ablation_grid(p, target, out["rates"])  # one lag: before the long lag sweep
+    out["ablation"] = run(configs, labels, p["ablation_seeds"], "relu: interface ablation", levels)
     out["lag"] = lag_sweep(p, target, out["rates"])
     out["collapse"] = relu_collapse.study(p, out["lag"], collapse_grid(p, target, out["rates"]), run, BASELINE)
-    configs, labels, levels = ablation_grid(p, target, out["rates"])
-    out["ablation"] = run(configs, labels, p["ablation_seeds"], "relu: interface ablation", levels)
     out["memo"] = run(*memo_grid(p, target), p["seeds"], "relu: memorisation")
     out["lr"] = run(*lr_grid(p, target), p["seeds"], "relu: learning rate")
     out["width"] = run(*width_grid(p, target), p["seeds"], "relu: width")

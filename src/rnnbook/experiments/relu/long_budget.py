@@ -6,11 +6,11 @@ page says how far the computation has come.
 What is read, in the order the reference computation runs it (:func:`rnnbook.experiments.relu.results`):
 
 * the tuning runs, which choose each configuration's learning rate (all of them, or nothing
-  else is read: the lag sweep's configurations depend on the rates);
+  else is read: the other runs' configurations depend on the rates);
+* the interface ablation, if all its runs are recorded (else they are counted);
 * the lag sweep, lag by lag, with its ladder and top-ups, up to the first lag with a run not
   recorded (a *complete* lag holds every run the sweep would make there); the runs recorded at
-  that first incomplete lag are counted, not used;
-* the interface ablation, if all its runs are recorded.
+  that first incomplete lag are counted, not used.
 
 Each rung of the budget ladder (:mod:`.ladder`) decides the lag-sweep claims again from the
 same runs. The claim about stability (learning-rate and width sweeps) is outside the lag sweep
@@ -60,7 +60,7 @@ def read(params: dict, target_acc: float) -> dict:
     empty = pd.DataFrame(columns=["label", "interface", "lag", "success", "outcome", "updates", "diverged", "record"])
     out = {"params": p, "target_acc": target_acc, "rates": None, "lag": empty, "ablation": empty,
            "coverage": {"tuning": False, "lags_done": [], "lag_next": None, "next_found": 0, "next_planned": 0,
-                        "ablation": False}}
+                        "ablation": False, "ablation_found": 0, "ablation_planned": 0}}
     cov = out["coverage"]
     try:
         configs, labels, levels = relu.tuning_grid(p, target_acc)
@@ -88,8 +88,8 @@ def read(params: dict, target_acc: float) -> dict:
         configs, labels, levels = relu.ablation_grid(p, target_acc, out["rates"])
         out["ablation"] = _recorded(configs, labels, p["ablation_seeds"], "relu reference: ablation", levels)
         cov["ablation"] = True
-    except _Missing:
-        pass
+    except _Missing as missing:
+        cov["ablation_found"], cov["ablation_planned"] = missing.found, missing.planned
     return out
 
 
@@ -163,7 +163,9 @@ def coverage_text(out: dict, lags_planned) -> str:
         later = [x for x in planned if x > cov["lag_next"]]
         lag_part += (f"; at lag {cov['lag_next']}, {cov['next_found']} of the {cov['next_planned']} runs are recorded"
                      + (f" and {_lags(later)} {'are' if len(later) > 1 else 'is'} not computed yet" if later else ""))
-    abl = "its interface ablation is recorded" if cov["ablation"] else "its interface ablation is not computed yet"
+    abl = ("its interface ablation is recorded" if cov["ablation"] else
+           f"of its interface ablation, {cov['ablation_found']} of the {cov['ablation_planned']} runs are recorded"
+           if cov["ablation_found"] else "its interface ablation is not computed yet")
     return f"The reference computation is {'complete' if stopped and cov['ablation'] else 'not complete'}: " \
            f"{lag_part}; {abl}."
 
