@@ -80,6 +80,10 @@ def test_it_reads_complete_lags_and_counts_the_first_incomplete_one(store):
     # ReLU's ladders stopped at lag 10 (no success), so lag 20 plans tanh's two levels x 2 seeds
     assert (cov["lag_next"], cov["next_found"], cov["next_planned"]) == (20, 2, 4)
     assert set(out["lag"]["lag"]) == {5, 10}
+    assert LB.NOT_COMPUTED not in set(out["ladder"]["verdicts"].query("claim == 'relu_memory'")["verdict"])
+    store["recorded"] = lambda c: c.lag != 20 or c.seed == 0
+    v = LB.results(_params(lags=[5, 20, 40]), 0.9)["ladder"]["verdicts"]  # one lag complete: nothing beyond the shortest yet
+    assert set(v.loc[v["claim"].isin(["relu_memory", "gated"]), "verdict"]) == {LB.NOT_COMPUTED}
     text = LB.coverage_text(out, [5, 10, 20])
     assert "not complete" in text and "complete at lags 5 and 10" in text and "2 of the 4 runs" in text
 

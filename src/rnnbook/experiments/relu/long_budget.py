@@ -33,6 +33,8 @@ from rnnbook.experiments.relu import claims as relu_claims, ladder
 NOT_COMPUTED = "not computed yet"
 #: Claims decided by the stability sweeps, not by the lag sweep or the ablation.
 STABILITY_CLAIMS = ("relu_unstable",)
+#: Claims decided at the lags beyond the shortest: not computed while only one lag is complete.
+LONGER_LAG_CLAIMS = ("relu_memory", "gated")
 
 
 class _Missing(Exception):
@@ -114,7 +116,8 @@ def results(params: dict, target_acc: float) -> dict:
     runs = {"lag": lag, "lr": nothing, "width": nothing, "ablation": out["ablation"]}
     out["ladder"] = ladder.ladder(runs, p, roles(lag), relu.BASELINE, relu_claims.claim_verdicts,
                                   relu.success_table, relu.reach)
-    pending = out["ladder"]["verdicts"]["claim"].isin(STABILITY_CLAIMS)
+    pending = out["ladder"]["verdicts"]["claim"].isin(
+        STABILITY_CLAIMS + (LONGER_LAG_CLAIMS if len(out["coverage"]["lags_done"]) < 2 else ()))
     out["ladder"]["verdicts"].loc[pending, ["verdict", "p"]] = [NOT_COMPUTED, float("nan")]
     out["points"] = points_table(lag, ladder.rungs(p))
     return out
