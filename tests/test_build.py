@@ -302,3 +302,15 @@ def test_quick_build_of_the_whole_book(repo_root, quick_book):
     code, out = run(repo_root, preset="quick", build_dir=build_dir)
     assert code == 0, out
     assert " executed" not in out
+
+
+def test_the_dry_run_plans_without_progress_bars(monkeypatch):
+    """A planner that loads recorded grids through the sweeps runs with tqdm disabled, and the
+    environment is restored after."""
+    import os
+
+    from rnnbook.book import scope
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    seen = scope._quietly(lambda: os.environ.get("TQDM_DISABLE"))
+    assert seen == "1" and "TQDM_DISABLE" not in os.environ

@@ -158,6 +158,22 @@ def planned_runs(job: Job) -> list | None:
     return None if plan_fn is None else list(plan_fn({**job.chapter.defaults, **job.parameters}))
 
 
+def _quietly(fn, *args):
+    """``fn(*args)`` without progress bars: a planner that loads recorded grids through the sweeps
+    would flash their bars over the dry run's table (``TQDM_DISABLE``, restored after)."""
+    import os
+
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        return fn(*args)
+    finally:
+        if before is None:
+            del os.environ["TQDM_DISABLE"]
+        else:
+            os.environ["TQDM_DISABLE"] = before
+
+
 def dry_run(jobs: list[Job], selected: set[str], cache, force: bool = False) -> list[ChapterPlan]:
     """What a build would run: per chapter the runs, those in the run cache, the estimated time."""
     from rnnbook import sweeps
@@ -168,7 +184,7 @@ def dry_run(jobs: list[Job], selected: set[str], cache, force: bool = False) -> 
         name = job.chapter.docname
         cp = ChapterPlan(name, None, selected=name in selected,
                          notebook_cached=not force and cache.get(name, job.key) is not None)
-        runs = planned_runs(job) if cp.selected else []
+        runs = _quietly(planned_runs, job) if cp.selected else []
         if runs is not None:
             from rnnbook import reference
 
