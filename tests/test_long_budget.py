@@ -171,3 +171,19 @@ def test_the_front_page_sentences_name_the_top_cap_verdicts_and_reach(store):
     store["recorded"] = lambda c: False
     empty = LB.front_values(LB.results(_params(), 0.9))
     assert empty["long_cap"] == "100" and empty["long_reach"].startswith("no reference run")
+
+
+def test_fig_reach_by_budget_draws_a_line_per_configuration_and_labels_none():
+    from rnnbook.experiments.relu import ladder
+
+    reach = pd.DataFrame([{"label": lab, "interface": lvl, "cap": cap, "reach": r}
+                          for lvl in ("keras", "he") for cap in (200, 1000)
+                          for lab, r in (("tanh + orthogonal", 5.0), ("GRU", float("nan") if cap == 200 else 5.0))])
+    fig = ladder.fig_reach_by_budget(reach, str, "keras")
+    assert len(fig.axes) == 2
+    fig.canvas.draw()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["none", "5"]
+    for ax in fig.axes:
+        assert len([ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]) == 2
+        ys = [tuple(ln.get_ydata()) for ln in ax.get_lines()[:2]]
+        assert ys[0] != ys[1]  # equal reaches are offset, not hidden
