@@ -390,11 +390,7 @@ def results(params: dict, ceiling: dict | None = None, long_budget=None) -> dict
     if long_budget is not None:
         out["long"] = long_budget(p, target)
     out["rerun"] = rerun(out, p)
-    roles = {"tanh": role_label("tanh"), "relu": role_label("relu"), "irnn": role_label("irnn"),
-             "tf1": role_label("tf1"),
-             "gated": [lab for lab in dict.fromkeys(out["lag"]["label"]) if lab in ("GRU", "LSTM")]}
-    present = set(out["lag"]["label"]) | set(out["lr"]["label"]) | set(out["width"]["label"])
-    roles = {k: (v if k == "gated" else v if v in present else None) for k, v in roles.items()}
+    roles = relu_claims.roles(out["lag"]["label"], {*out["lag"]["label"], *out["lr"]["label"], *out["width"]["label"]})
     out["verdicts"] = relu_claims.claim_verdicts(out["lag"], out["lr"], out["width"], roles, BASELINE,
                                                   out["ablation"])
     from rnnbook.experiments.relu import ladder

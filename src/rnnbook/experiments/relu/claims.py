@@ -34,7 +34,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rnnbook import verdicts
-from rnnbook.experiments.common import failure_reasons
+from rnnbook.experiments.common import failure_reasons, role_label
 from rnnbook.verdicts import Point, Verdict, decide
 
 #: The claims of the chapter, in the order of its text, with the sentence the claims table prints.
@@ -79,6 +79,15 @@ def with_failures(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with ``failure`` (the reason or None) and ``failed`` by the book's one failure rule."""
     reasons = failure_reasons(runs)
     return runs.assign(failure=reasons, failed=reasons.notna())
+
+
+def roles(lag_labels, present) -> dict:
+    """The claims' roles: ``tanh``, ``relu``, ``irnn`` and ``tf1``, each its configuration's label
+    when ``present`` holds it (else None), and ``gated``, the gated cells among the lag sweep's
+    ``lag_labels`` in their order."""
+    out = {k: (role_label(k) if role_label(k) in set(present) else None) for k in ("tanh", "relu", "irnn", "tf1")}
+    out["gated"] = [lab for lab in dict.fromkeys(lag_labels) if lab in ("GRU", "LSTM")]
+    return out
 
 
 def pooled(pts: list[Point], label: str) -> Point:

@@ -26,7 +26,6 @@ import pandas as pd
 
 from rnnbook import sweeps
 from rnnbook.experiments import relu
-from rnnbook.experiments.common import role_label
 from rnnbook.experiments.relu import claims as relu_claims, ladder
 
 #: The word a claim's cell reads when the runs that decide it are not recorded yet.
@@ -95,14 +94,6 @@ def read(params: dict, target_acc: float) -> dict:
     return out
 
 
-def roles(lag: pd.DataFrame) -> dict:
-    """The claims' roles among the configurations of ``lag`` (absent ones None)."""
-    present = set(lag["label"])
-    out = {k: (role_label(k) if role_label(k) in present else None) for k in ("tanh", "relu", "irnn", "tf1")}
-    out["gated"] = [lab for lab in dict.fromkeys(lag["label"]) if lab in ("GRU", "LSTM")]
-    return out
-
-
 def results(params: dict, target_acc: float) -> dict:
     """:func:`read` plus, when some lag is complete, the success ``table``, the budget ``ladder``
     (claims and reach at every rung) and ``points`` (successes per point at every rung)."""
@@ -114,7 +105,7 @@ def results(params: dict, target_acc: float) -> dict:
     out["table"] = relu.success_table(lag)
     nothing = lag.iloc[0:0]
     runs = {"lag": lag, "lr": nothing, "width": nothing, "ablation": out["ablation"]}
-    out["ladder"] = ladder.ladder(runs, p, roles(lag), relu.BASELINE, relu_claims.claim_verdicts,
+    out["ladder"] = ladder.ladder(runs, p, relu_claims.roles(lag["label"], lag["label"]), relu.BASELINE, relu_claims.claim_verdicts,
                                   relu.success_table, relu.reach)
     pending = out["ladder"]["verdicts"]["claim"].isin(
         STABILITY_CLAIMS + (LONGER_LAG_CLAIMS if len(out["coverage"]["lags_done"]) < 2 else ()))
