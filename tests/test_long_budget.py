@@ -3,6 +3,7 @@ reference protocol's runs as far as they are recorded, never trains, says how fa
 computation has come, and falls back to the build's own runs when nothing is recorded."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -55,7 +56,7 @@ def store(monkeypatch):
         rows = []
         for c, lab, key in zip(configs, labels, interfaces or ["keras"] * len(configs)):
             for s in seeds:
-                rec = _record(_outcome(c))
+                rec = _record(_outcome(dataclasses.replace(c, seed=int(s))))
                 rows.append({"label": lab, "interface": key, "lag": c.lag, "seed": int(s),
                              "learning_rate": c.learning_rate, "outcome": rec["outcome"],
                              "success": rec["outcome"] == "success", "updates": rec["updates"],
@@ -86,6 +87,14 @@ def test_it_reads_complete_lags_and_counts_the_first_incomplete_one(store):
     assert set(v.loc[v["claim"].isin(["relu_memory", "gated"]), "verdict"]) == {LB.NOT_COMPUTED}
     text = LB.coverage_text(out, [5, 10, 20])
     assert "not complete" in text and "complete at lags 5 and 10" in text and "2 of the 4 runs" in text
+
+
+def test_missing_top_ups_count_with_the_first_seeds_of_their_lag(store, monkeypatch):
+    # ReLU succeeds with seed 0 only: its lag-5 points are mixed, and their top-up (seed 2) is not recorded
+    monkeypatch.setitem(globals(), "_outcome", lambda c: 75 if c.activation == "tanh" or c.seed == 0 else None)
+    store["recorded"] = lambda c: c.seed != 2
+    cov = LB.read(_params(), 0.9)["coverage"]
+    assert cov["lag_next"] == 5 and (cov["next_found"], cov["next_planned"]) == (8, 10)
 
 
 def test_the_points_table_shows_successes_at_every_cap(store):

@@ -79,8 +79,9 @@ def read(params: dict, target_acc: float) -> dict:
 
     try:
         relu.lag_sweep(p, target_acc, out["rates"], runner)
-    except _Missing as missing:
-        cov["lag_next"], cov["next_found"], cov["next_planned"] = missing.lag, missing.found, missing.planned
+    except _Missing as missing:  # the lag's runs read before (its first seeds, when top-ups are missing) count too
+        before = sum(len(d) for d in done if len(d) and int(d["lag"].iloc[0]) == missing.lag)
+        cov["lag_next"], cov["next_found"], cov["next_planned"] = missing.lag, before + missing.found, before + missing.planned
         done = [d for d in done if len(d) and int(d["lag"].iloc[0]) < missing.lag]
     if done:
         out["lag"] = pd.concat(done, ignore_index=True)
