@@ -196,3 +196,15 @@ def test_fig_reach_by_budget_draws_a_line_per_configuration_and_labels_none():
         assert len([ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]) == 2
         ys = [tuple(ln.get_ydata()) for ln in ax.get_lines()[:2]]
         assert ys[0] != ys[1]  # equal reaches are offset, not hidden
+
+
+def test_the_rerun_table_drops_the_lag_of_tasks_without_one(monkeypatch):
+    from rnnbook import reference
+    from rnnbook.experiments import reruns
+
+    monkeypatch.setattr(reference, "rerun_sample", lambda rows, k, updates, seed, trainer, store="": pd.DataFrame(
+        {"configuration": ["a"] * k, "T": [40] * k, "lag": [None] * k}))
+    assert list(reruns.table([("runs", ["x"])], 2, 50, 0, "s").columns) == ["configuration", "T", "evidence"]
+    monkeypatch.setattr(reference, "rerun_sample", lambda rows, k, updates, seed, trainer, store="": pd.DataFrame(
+        {"configuration": ["a"] * k, "T": [11] * k, "lag": [10] * k}))
+    assert "lag" in reruns.table([("runs", ["x"])], 2, 50, 0, "s").columns

@@ -350,7 +350,7 @@ def rerun_sample(rows, k: int, updates: int, seed: int, trainer, store: str = ""
         again = trainer(dc.replace(config, max_updates=min(cap, int(config.max_updates or cap))))
         exact = same_platform(record)
         result = compare(record, again, cap, 0.0 if exact else TOLERANCE)
-        out.append({"configuration": label, "lag": config.lag, "seed": config.seed,
+        out.append({"configuration": label, "T": config.seq_len, "lag": config.lag, "seed": config.seed,
                     "shipped outcome (full cap)": record.get("outcome"), "updates re-run": cap,
                     "checks compared": result["checks"], "largest difference": result["max_abs_diff"],
                     "comparison": "identical" if exact else f"within {TOLERANCE:g}",
@@ -366,6 +366,6 @@ def rerun_sample(rows, k: int, updates: int, seed: int, trainer, store: str = ""
             ". The code now computes other numbers than the records: if that is intended, bump "
             "rnnbook.reference.PROTOCOL and recompute with `rnnbook build --preset reference --recompute"
             f" --only {store}`; otherwise find the change that moved them.")
-    return pd.DataFrame(out, columns=["configuration", "lag", "seed", "shipped outcome (full cap)", "updates re-run",
+    return pd.DataFrame(out, columns=["configuration", "T", "lag", "seed", "shipped outcome (full cap)", "updates re-run",
                                       "checks compared", "largest difference", "comparison", "reproduced",
                                       "seconds"])
