@@ -208,3 +208,13 @@ def test_the_rerun_table_drops_the_lag_of_tasks_without_one(monkeypatch):
     monkeypatch.setattr(reference, "rerun_sample", lambda rows, k, updates, seed, trainer, store="": pd.DataFrame(
         {"configuration": ["a"] * k, "T": [11] * k, "lag": [10] * k}))
     assert "lag" in reruns.table([("runs", ["x"])], 2, 50, 0, "s").columns
+
+
+def test_the_verdict_table_gives_the_top_caps_reason(store):
+    from rnnbook.experiments.relu import claims as relu_claims, ladder
+
+    out = LB.results(_params(), 0.9)
+    table = ladder.verdict_table(out["ladder"]["verdicts"], relu_claims.CLAIMS)
+    assert list(table.columns) == ["claim", "cap 50 updates", "cap 100 updates", "why, at the top cap"]
+    row = table.set_index("claim").loc[relu_claims.CLAIMS["relu_unstable"]]
+    assert row["cap 100 updates"] == LB.NOT_COMPUTED and row["why, at the top cap"] == LB.WHY_NOT_COMPUTED

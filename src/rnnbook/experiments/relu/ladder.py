@@ -49,7 +49,7 @@ def ladder(out: dict, p: dict, roles: dict, baseline: str, decide, success_table
         v = decide(lag, runs_at_cap(out["lr"], cap), runs_at_cap(out["width"], cap), roles, baseline,
                    runs_at_cap(out["ablation"], cap))
         for key, verdict in v.items():
-            rows.append({"claim": key, "cap": cap, "verdict": verdict.word, "p": verdict.p})
+            rows.append({"claim": key, "cap": cap, "verdict": verdict.word, "p": verdict.p, "why": verdict.why})
         table = success_table(lag)
         for (label, level), _ in table.groupby(["label", "interface"], sort=False):
             reach_rows.append({"label": label, "interface": level, "cap": cap, "reach": reach(table, label, level),
@@ -60,11 +60,15 @@ def ladder(out: dict, p: dict, roles: dict, baseline: str, decide, success_table
 
 
 def verdict_table(verdicts: pd.DataFrame, claims: dict) -> pd.DataFrame:
-    """``tbl-verdict-by-budget``: one row per claim, one column per cap, the verdict in each cell."""
+    """``tbl-verdict-by-budget``: one row per claim, one column per cap, the verdict in each cell,
+    and the rule's reason at the top cap (the evidence behind the last column)."""
     wide = verdicts.pivot(index="claim", columns="cap", values="verdict")
     wide = wide.reindex([k for k in claims if k in wide.index])
+    top = verdicts[verdicts["cap"] == verdicts["cap"].max()].set_index("claim")
     wide.columns = [f"cap {int(c):,} updates" for c in wide.columns]
     wide.insert(0, "claim", [claims[k] for k in wide.index])
+    if "why" in top:
+        wide["why, at the top cap"] = [top["why"].get(k, "") for k in wide.index]
     return wide.reset_index(drop=True)
 
 

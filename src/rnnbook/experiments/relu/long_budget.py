@@ -30,6 +30,8 @@ from rnnbook.experiments.relu import claims as relu_claims, ladder
 
 #: The word a claim's cell reads when the runs that decide it are not recorded yet.
 NOT_COMPUTED = "not computed yet"
+#: The reason such a claim's cell gives.
+WHY_NOT_COMPUTED = "The runs that decide it are not recorded yet."
 #: Claims decided by the stability sweeps, not by the lag sweep or the ablation.
 STABILITY_CLAIMS = ("relu_unstable",)
 #: Claims decided at the lags beyond the shortest: not computed while only one lag is complete.
@@ -110,7 +112,7 @@ def results(params: dict, target_acc: float) -> dict:
                                   relu.success_table, relu.reach)
     pending = out["ladder"]["verdicts"]["claim"].isin(
         STABILITY_CLAIMS + (LONGER_LAG_CLAIMS if len(out["coverage"]["lags_done"]) < 2 else ()))
-    out["ladder"]["verdicts"].loc[pending, ["verdict", "p"]] = [NOT_COMPUTED, float("nan")]
+    out["ladder"]["verdicts"].loc[pending, ["verdict", "p", "why"]] = [NOT_COMPUTED, float("nan"), WHY_NOT_COMPUTED]
     out["points"] = points_table(lag, ladder.rungs(p))
     return out
 
