@@ -218,3 +218,12 @@ def test_the_verdict_table_gives_the_top_caps_reason(store):
     assert list(table.columns) == ["claim", "cap 50 updates", "cap 100 updates", "why, at the top cap"]
     row = table.set_index("claim").loc[relu_claims.CLAIMS["relu_unstable"]]
     assert row["cap 100 updates"] == LB.NOT_COMPUTED and row["why, at the top cap"] == LB.WHY_NOT_COMPUTED
+
+
+def test_the_page_counts_collapses_among_the_runs_read(store):
+    out = LB.results(_params(), 0.9)
+    first = out["lag"]["record"].iloc[0]
+    first.update(check_val_acc=[0.95, 0.95, 0.1, 0.1], check_grad_norm_max=[1.0, 1.0, 50.0, 1.0],
+                 config={"target_acc": 0.99, "n_val": 2000})  # learned, then lost it
+    n = len(out["lag"]) + len(out["ablation"])
+    assert LB.page(out, {})["values"]["ref_collapses"] == f"1 of {n}"

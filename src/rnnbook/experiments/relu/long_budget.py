@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rnnbook import sweeps
+from rnnbook import collapse, sweeps
 from rnnbook.experiments import relu
 from rnnbook.experiments.relu import claims as relu_claims, ladder
 
@@ -199,6 +199,7 @@ def page(view: dict, own: dict) -> dict:
         source = ("No reference run is recorded for this build's parameters, so the ladder below reads this "
                   "build's own runs.")
     caps = list(dict.fromkeys(int(c) for c in shown["reach"]["cap"])) if len(shown["reach"]) else []
+    read_runs = [r for frame in (view["lag"], view["ablation"]) for r in frame["record"]]
     values = {
         "ref_cap": int(p["max_updates"]), "ref_check_every": int(p["check_every"]),
         "ref_lags": ", ".join(str(int(x)) for x in p["lags"]),
@@ -207,6 +208,7 @@ def page(view: dict, own: dict) -> dict:
         "ladder_source": "the reference runs" if view["ready"] else "this build's own runs",
         "budget_rungs": ", ".join(f"{c:,}" for c in caps) or "none",
         "moved_claims": "; ".join(relu_claims.CLAIMS[k] for k in shown["moved"]) or "none",
+        "ref_collapses": f"{sum(collapse.collapse(r).collapsed for r in read_runs)} of {len(read_runs)}",
     }
     return {"values": values, "ladder": shown, "points": points, "source": "reference" if view["ready"] else "build"}
 
