@@ -180,6 +180,8 @@ def test_the_front_page_sentences_name_the_top_cap_verdicts_and_reach(store):
     store["recorded"] = lambda c: False
     empty = LB.front_values(LB.results(_params(), 0.9))
     assert empty["long_cap"] == "100" and empty["long_reach"].startswith("no reference run")
+    unread = LB.front_values(None)  # a build that did not read the reference records
+    assert set(unread) == {f"long_{k}" for k in LB.FRONT_KEYS} and set(unread.values()) == {"not read by this build"}
 
 
 def test_fig_reach_by_budget_draws_a_line_per_configuration_and_labels_none():

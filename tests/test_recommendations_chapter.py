@@ -112,3 +112,21 @@ def test_quick_chapter_glues_the_claims_and_the_front_page(quick_book):
     for key in reco.CLAIMS:
         assert f"claim_{key}" in values and f"front_claim_{key}" in values
     assert "front_headline" in values
+
+
+def test_the_relu_runs_are_read_without_re_running_the_relu_pages_sample(monkeypatch):
+    """The relu page re-runs its sample of shipped runs; the recommendations page reads the same
+    runs and must not train that sample a second time."""
+    asked = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_results(params, ceiling=None, long_budget_reader=None, rerun_sample=True):
+        asked["rerun_sample"] = rerun_sample
+        raise Stop
+
+    monkeypatch.setattr(relu, "results", fake_results)
+    with pytest.raises(Stop):
+        reco.results({})
+    assert asked == {"rerun_sample": False}

@@ -54,7 +54,7 @@ def results(params: dict, reference_preset: dict | None = None) -> dict:
     """The two chapters' results, the claims' verdicts, the advice and the headline;
     ``reference_preset`` as for :func:`rnnbook.experiments.relu.results` (the long-budget answer)."""
     reader = long_budget.reader(reference_preset) if reference_preset is not None else None
-    r = relu.results(_pick(params, relu.PARAMS), long_budget=reader)
+    r = relu.results(_pick(params, relu.PARAMS), long_budget_reader=reader, rerun_sample=False)  # the relu page re-runs
     c = clipping.results(_pick(params, clipping.PARAMS))
     verdicts = claim_verdicts(r["verdicts"], c, r["collapse"]["verdicts"]["collapse"])
     failures = measured_failures(r)
@@ -243,10 +243,7 @@ def page_values(res: dict) -> dict:
     vals = {"headline": res["headline"], "best_level": parse_interface(best_level(r)).label,
             "baseline_label": parse_interface(BASELINE).label, "tanh_label": role_label("tanh"),
             "rule_text": V.RULE_TEXT, "failure_share": FAILURE_SHARE}
-    if "long" in r:  # the long-budget answer (relu chapter), as far as it is computed
-        vals.update(long_budget.front_values(r["long"]))
-    else:
-        vals.update({f"long_{k}": "not read by this build" for k in ("coverage", "cap", "verdicts", "reach")})
+    vals.update(long_budget.front_values(r.get("long")))  # the long-budget answer, as far as it is computed
     for k, v in verdicts.items():
         v = _as_verdict(v)
         vals[f"claim_{k}"] = verdict_cell(v)

@@ -355,11 +355,12 @@ def logrank_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- the chapter's numbers
 
 
-def results(params: dict, ceiling: dict | None = None, long_budget=None) -> dict:
+def results(params: dict, ceiling: dict | None = None, long_budget_reader=None, rerun_sample: bool = True) -> dict:
     """Every number, table and run of the chapter, from its parameters (cached runs load at once);
-    with ``long_budget`` (a function of the parameters and the target, as
+    with ``long_budget_reader`` (a function of the parameters and the target, as
     :func:`.long_budget.reader` makes one), ``long``: the long-budget answer read from the
-    shipped reference records (it never trains).
+    shipped reference records (it never trains); with ``rerun_sample``, ``rerun``: the re-run
+    sample's table (:func:`rerun`; a page that shows it asks for it, others need not re-train).
 
     Keys: ``ceiling``, ``target_acc``, ``rates`` and ``tuning_table`` (the fair race), the run
     tables ``tuning``/``lag``/``ablation``/``memo``/``lr``/``width``, ``table`` (success per point),
@@ -387,9 +388,10 @@ def results(params: dict, ceiling: dict | None = None, long_budget=None) -> dict
     out["logrank"] = logrank_table(out["lag"], role_label("tanh"))
     out["drive"] = drive_table(p, at_lag(base_config(p, 1.0), max(p["lags"])))
     out["budget"] = budget(out["lag"], p)
-    if long_budget is not None:
-        out["long"] = long_budget(p, target)
-    out["rerun"] = rerun(out, p)
+    if long_budget_reader is not None:
+        out["long"] = long_budget_reader(p, target)
+    if rerun_sample:
+        out["rerun"] = rerun(out, p)
     roles = relu_claims.roles(out["lag"]["label"], {*out["lag"]["label"], *out["lr"]["label"], *out["width"]["label"]})
     out["verdicts"] = relu_claims.claim_verdicts(out["lag"], out["lr"], out["width"], roles, BASELINE,
                                                   out["ablation"])

@@ -213,10 +213,16 @@ def page(view: dict, own: dict) -> dict:
     return {"values": values, "ladder": shown, "points": points, "source": "reference" if view["ready"] else "build"}
 
 
-def front_values(view: dict) -> dict[str, str]:
+#: What :func:`front_values` writes, each as ``long_<key>``.
+FRONT_KEYS = ("coverage", "cap", "verdicts", "reach")
+
+
+def front_values(view: dict | None) -> dict[str, str]:
     """Plain sentences for the front page (``long_*``; the recommendations chapter glues them as
     ``front_long_*``): how far the reference computation has come, every claim's verdict at the
-    top cap, and each configuration's reach there."""
+    top cap, and each configuration's reach there (``view`` None: a build that did not read it)."""
+    if view is None:
+        return {f"long_{k}": "not read by this build" for k in FRONT_KEYS}
     cap = f"{int(view['params']['max_updates']):,}"
     if not view.get("ready"):
         none = "no reference run is recorded for these parameters"
