@@ -85,7 +85,7 @@ def test_no_advice_recommends_a_measured_failure():
     v = reco.claim_verdicts(ALL, CLIP)
     a = reco.advice(r, CLIP, v, failures)
     assert "Keep tanh" not in a["advice_activation"] and "failed" in a["advice_activation"]
-    res = {"relu": r, "verdicts": v, "failures": failures}
+    res = {"relu": r, "evidence": r, "verdicts": v, "failures": failures}
     code = reco.keras_port(units=1024, n_features=512, res=res)["recommended_code"]
     assert "SimpleRNN(1024)" not in code and "SimpleRNN(64)" in code
 
@@ -130,3 +130,58 @@ def test_the_relu_runs_are_read_without_re_running_the_relu_pages_sample(monkeyp
     with pytest.raises(Stop):
         reco.results({})
     assert asked == {"rerun_sample": False}
+
+
+def _long_view(verdicts: dict, complete: bool = False) -> dict:
+    """A long-budget answer as :func:`long_budget.results` gives it: lags 5 and 10 complete."""
+    table = pd.DataFrame([{"label": TANH, "interface": "keras", "lag": lag, "rate": 1.0} for lag in (5, 10)])
+    lag = pd.DataFrame([{"label": TANH, "interface": "keras", "lag": 10, "success": True, "outcome": "success",
+                         "updates": 900, "diverged": False, "units": 64, "record": {"outcome": "success"}}])
+    rows = [{"claim": k, "cap": cap, "verdict": w, "p": 0.01, "why": f"{k} at {cap}", "test": "Fisher"}
+            for k, w in verdicts.items() for cap in (200, 3000)]
+    return {"ready": True, "params": {"interfaces": ["keras"], "seeds": [0, 1, 2, 3, 4, 5], "top_up_seeds": [6, 7],
+                                      "max_updates": 3000, "check_every": 25, "batch_size": 128},
+            "ladder": {"verdicts": pd.DataFrame(rows)}, "table": table, "lag": lag,
+            "coverage": {"lags_done": [5, 10], "lag_next": None if complete else 20}}
+
+
+def test_the_answer_takes_each_relu_claim_from_the_reference_runs_where_they_decide_it():
+    from rnnbook.experiments.relu import long_budget as LB
+
+    long = {k: V.SUPPORTED for k in ALL} | {"relu_unstable": LB.NOT_COMPUTED}
+    r = relu_result(ALL) | {"long": _long_view(long)}
+    ev = reco.evidence(r)
+    assert ev["source"] == "reference" and not ev["complete"]
+    assert ev["verdicts"]["relu_memory"].word == V.SUPPORTED
+    assert ev["verdicts"]["relu_memory"].why == "At 3,000 updates (the reference runs): relu_memory at 3000"
+    # the stability sweeps are not in the reference: the build's own verdict, and its reason says so
+    assert ev["verdicts"]["relu_unstable"] == ALL["relu_unstable"]._replace(
+        why="At 400 updates (this build's sweep; the reference runs do not decide it yet): c")
+    assert ev["numbers"]["best_simple_reach"] == {"keras": 10.0} and ev["budget"]["max_updates"] == 3000
+    assert len(ev["reference_lag"]) == 1 and ev["lags_done"] == [5, 10]
+    # a reach at the longest computed lag may grow: the headline says so, until the ladders end
+    v = reco.claim_verdicts(ev["verdicts"], CLIP)
+    assert "Beyond a lag of 10 frames (longer lags are not computed yet), use" in reco.headline(ev, v)
+    v = dict(v, gated=Verdict(V.CONTRADICTED, ""))
+    assert "lags up to 10 frames (longer lags are not computed yet)." in reco.headline(ev, v)
+    done = reco.evidence(relu_result(ALL) | {"long": _long_view(long, complete=True)})
+    assert "lags up to 10 frames." in reco.headline(done, v)
+    # without the reference runs the build's own sweep answers, and says its budget
+    own = reco.evidence(relu_result(ALL))
+    assert own["source"] == "build" and own["verdicts"]["gated"].why == "At 400 updates (this build's sweep): d"
+    assert reco._source_text(own, own).startswith("The verdicts come from this build's own sweeps")
+    assert "keeps the verdict of this build's 400-update sweeps" in reco._source_text(ev, r)
+
+
+def test_a_contradicted_gated_claim_advises_no_gated_cell():
+    r = relu_result(ALL)
+    v = reco.claim_verdicts(dict(ALL, gated=Verdict(V.CONTRADICTED, "GRU fell short")), CLIP)
+    a = reco.advice(r, CLIP, v, reco.measured_failures(r))
+    assert "no remedy" in a["advice_lag"] and "**contradicted**" in a["advice_lag"]
+
+
+def test_tanh_is_advised_at_the_keras_default_when_it_failed_only_elsewhere():
+    r = relu_result(ALL)
+    failures = pd.DataFrame([{"sweep": "lag", "label": TANH, "interface": "he", "units": 1024, "failed": 6, "runs": 6}])
+    a = reco.advice(r, CLIP, reco.claim_verdicts(ALL, CLIP), failures)
+    assert a["advice_activation"].startswith("**Keep tanh**") and "it failed with He-uniform features" in a["advice_activation"]

@@ -51,16 +51,50 @@ def _pick(params: dict, names) -> dict:
 
 
 def results(params: dict, reference_preset: dict | None = None) -> dict:
-    """The two chapters' results, the claims' verdicts, the advice and the headline;
-    ``reference_preset`` as for :func:`rnnbook.experiments.relu.results` (the long-budget answer)."""
+    """The two chapters' results, the evidence the answer rests on (:func:`evidence`), the claims'
+    verdicts, the advice and the headline; ``reference_preset`` as for
+    :func:`rnnbook.experiments.relu.results` (the long-budget answer)."""
     reader = long_budget.reader(reference_preset) if reference_preset is not None else None
     r = relu.results(_pick(params, relu.PARAMS), long_budget_reader=reader, rerun_sample=False)  # the relu page re-runs
     c = clipping.results(_pick(params, clipping.PARAMS))
-    verdicts = claim_verdicts(r["verdicts"], c, r["collapse"]["verdicts"]["collapse"])
-    failures = measured_failures(r)
-    adv = advice(r, c, verdicts, failures)
-    return {"relu": r, "clipping": c, "verdicts": verdicts, "failures": failures, "advice": adv,
-            "headline": headline(r, verdicts)}
+    ev = evidence(r)
+    verdicts = claim_verdicts(ev["verdicts"], c, r["collapse"]["verdicts"]["collapse"])
+    failures = measured_failures(ev)
+    adv = advice(ev, c, verdicts, failures)
+    return {"relu": r, "evidence": ev, "clipping": c, "verdicts": verdicts, "failures": failures, "advice": adv,
+            "headline": headline(ev, verdicts)}
+
+
+def evidence(r: dict) -> dict:
+    """What the answer rests on, shaped like the relu chapter's results (``verdicts``, ``numbers``,
+    ``table``, ``budget``, ``params``, the ``lag``/``lr``/``width`` runs).
+
+    The long-budget answer (the reference runs at their top cap, :func:`.long_budget.answer`)
+    decides every claim it has the runs for; the others keep this build's own sweep's verdict.
+    Each reason starts with the budget it was measured at, so a reader always sees which. The
+    reach, the success per level and the decision map come from the reference runs when some lag
+    of them is complete; ``reference_lag`` holds those runs so their failures count too
+    (:func:`measured_failures`). ``source`` is ``"reference"`` or ``"build"``, ``complete``
+    False while longer lags of the reference are not computed (a reach may grow)."""
+    long = long_budget.answer(r.get("long"))
+    own = int(r["budget"]["max_updates"])
+    verdicts = {}
+    for key in relu_claims.CLAIMS:
+        lv = long["verdicts"].get(key) if long else None
+        if lv is not None and lv.word != long_budget.NOT_COMPUTED:
+            verdicts[key] = lv._replace(why=f"At {long['cap']:,} updates (the reference runs): {lv.why}")
+        else:
+            sv = _as_verdict(r["verdicts"][key])
+            pending = "; the reference runs do not decide it yet" if long else ""
+            verdicts[key] = sv._replace(why=f"At {own:,} updates (this build's sweep{pending}): {sv.why}")
+    ev = {**r, "verdicts": verdicts, "source": "build", "complete": True, "cap": own}
+    if long:
+        ev.update(source="reference", complete=long["complete"], lags_done=long["lags_done"], cap=long["cap"],
+                  table=long["table"],
+                  budget=long["budget"], reference_lag=long["lag"], top_up_seeds=long["top_up_seeds"],
+                  numbers={**r["numbers"], **{k: long[k] for k in ("reach", "best_simple_reach", "best_gated_reach",
+                                                                   "success_by_level")}})
+    return ev
 
 
 def _as_verdict(x) -> Verdict:
@@ -123,11 +157,14 @@ def claims_table(verdicts: dict) -> pd.DataFrame:
 
 
 def measured_failures(r: dict) -> pd.DataFrame:
-    """Every setting of the relu chapter's runs at which a configuration failed (the book's one
-    failure rule) in at least :data:`FAILURE_SHARE` of its runs: ``label``, ``interface``,
-    ``units``, ``sweep``, failed runs and runs."""
+    """Every setting of the relu chapter's runs (and of the reference runs read, ``reference_lag``,
+    when :func:`evidence` gives them) at which a configuration failed (the book's one failure rule)
+    in at least :data:`FAILURE_SHARE` of its runs: ``label``, ``interface``, ``units``, ``sweep``,
+    failed runs and runs."""
     rows = []
-    for key in ("lag", "lr", "width"):
+    for key in ("lag", "reference_lag", "lr", "width"):
+        if key not in r:
+            continue
         runs = relu_claims.with_failures(r[key])
         if "interface" not in runs:
             runs = runs.assign(interface=BASELINE)
@@ -168,10 +205,11 @@ def headline(r: dict, verdicts: dict) -> str:
         parts.append("Keep tanh: ReLU did not remember measurably further here.")
     reach = n["best_simple_reach"].get(BASELINE, math.nan)
     if v["gated"].word == V.SUPPORTED:
-        parts.append(f"Beyond a lag of {int(reach)} frames, use an LSTM or GRU." if np.isfinite(reach)
+        parts.append(f"Beyond a lag of {int(reach)} frames{_open_above(reach, r)}, use an LSTM or GRU."
+                     if np.isfinite(reach)
                      else "Use an LSTM or GRU for memory.")
     else:
-        parts.append(f"A simple RNN on Keras-default features remembered {_lags(reach)}.")
+        parts.append(f"A simple RNN on Keras-default features remembered {_lags(reach, r)}.")
     if v["interface"].word == V.SUPPORTED:
         parts.append("Check the scale of the CNN features entering the RNN: it changed what learned.")
     if v["clip"].word == V.SUPPORTED:
@@ -181,8 +219,19 @@ def headline(r: dict, verdicts: dict) -> str:
     return " ".join(parts)
 
 
-def _lags(x: float) -> str:
-    return "at no lag of the grid" if not np.isfinite(x) else f"lags up to {int(x)} frames"
+def _lags(x: float, ev: dict | None = None) -> str:
+    """A reach in words; when ``ev`` (:func:`evidence`) says longer lags are not computed yet and
+    the reach is the longest lag computed, says so (it may grow)."""
+    if not np.isfinite(x):
+        return "at no lag of the grid"
+    return f"lags up to {int(x)} frames" + _open_above(x, ev)
+
+
+def _open_above(x: float, ev: dict | None) -> str:
+    """``" (longer lags are not computed yet)"`` when a reach ``x`` may grow with the reference
+    computation (:func:`evidence`), else nothing."""
+    grows = ev is not None and not ev.get("complete", True) and int(x) >= max(ev.get("lags_done") or [0])
+    return " (longer lags are not computed yet)" if grows else ""
 
 
 def advice(r: dict, clip: dict, verdicts: dict, failures: pd.DataFrame) -> dict:
@@ -203,23 +252,36 @@ def advice(r: dict, clip: dict, verdicts: dict, failures: pd.DataFrame) -> dict:
         a["advice_interface"] = ("Open: no interface level made a difference the rule could detect; check the "
                                  "input drive anyway." + rests("interface"))
     tanh, relu_l = role_label("tanh"), role_label("relu")
-    if v["relu_memory"].word == V.SUPPORTED and safe(relu_l, units, failures):
+    if v["relu_memory"].word == V.SUPPORTED and safe(relu_l, units, failures, BASELINE):
         a["advice_activation"] = "ReLU (orthogonal) is worth a try, with clipping." + rests("relu_memory")
-    elif safe(tanh, units, failures):
-        a["advice_activation"] = "**Keep tanh**, the Keras default." + rests("relu_memory")
+    elif safe(tanh, units, failures, BASELINE):
+        a["advice_activation"] = ("**Keep tanh**, the Keras default, with Keras-default features"
+                                  + _failed_elsewhere(tanh, units, failures) + "." + rests("relu_memory"))
     else:
-        a["advice_activation"] = ("Open: tanh failed at this width in the book's runs and ReLU was not shown "
-                                  "to reach further." + rests("relu_memory"))
+        a["advice_activation"] = ("Open: tanh failed at this width with Keras-default features in the book's runs "
+                                  "and ReLU was not shown to reach further." + rests("relu_memory"))
     reach = n["best_simple_reach"].get(BASELINE, math.nan)
     if v["gated"].word == V.SUPPORTED:
-        a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach)} with Keras-default features; "
+        a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach, r)} with Keras-default features; "
                            "beyond that, use an **LSTM or GRU**." + rests("gated"))
+    elif v["gated"].word == V.CONTRADICTED:
+        a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach, r)} with Keras-default features; "
+                           "a gated cell did not reach further in the book's runs, so an LSTM or GRU is no remedy "
+                           "for memory by itself here (see why in the claims table)." + rests("gated"))
     else:
-        a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach)} with Keras-default features; "
+        a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach, r)} with Keras-default features; "
                            "whether a gated cell reaches further is open here." + rests("gated"))
     a["advice_clip_mode"] = str(clip.get("advice_clip_mode", "See the clipping chapter.")) + rests("clip")
     a["advice_threshold"] = str(clip.get("advice_threshold", "See the clipping chapter.")) + rests("band")
     return a
+
+
+def _failed_elsewhere(label: str, units: int, failures: pd.DataFrame) -> str:
+    """``" (it failed with He-uniform features)"``: the other interface levels at which ``label``
+    with ``units`` units failed (:func:`measured_failures`), or nothing."""
+    hit = failures[(failures["label"] == label) & (failures["units"] == int(units)) & (failures["interface"] != BASELINE)]
+    levels = list(dict.fromkeys(parse_interface(s).label for s in hit["interface"]))
+    return f" (it failed with {' and with '.join(levels)} features)" if levels else ""
 
 
 #: The decision guide's questions: advice key -> (question, the claim the advice rests on).
@@ -238,7 +300,7 @@ def guide_table(advice_lines: dict, verdicts: dict) -> pd.DataFrame:
 
 def page_values(res: dict) -> dict:
     """Every value the chapter (and the front page) pastes, by glue key."""
-    r, verdicts = res["relu"], res["verdicts"]
+    r, verdicts = res["evidence"], res["verdicts"]
     n = r["numbers"]
     vals = {"headline": res["headline"], "best_level": parse_interface(best_level(r)).label,
             "baseline_label": parse_interface(BASELINE).label, "tanh_label": role_label("tanh"),
@@ -254,19 +316,39 @@ def page_values(res: dict) -> dict:
     for word in V.VERDICTS:
         vals["n_" + word.replace(" ", "_")] = sum(w == word for w in words)
     b = r["budget"]
-    vals.update({"cap": b["max_updates"], "n_seeds": b["n_seeds"], "n_runs_lag": b["n_runs"],
+    top_up = int(r.get("top_up_seeds", 0))
+    vals.update({"cap": f"{int(b['max_updates']):,}", "n_runs_lag": b["n_runs"],
+                 "n_seeds": f"{b['n_seeds']} (up to {b['n_seeds'] + top_up} where some but not all succeeded)"
+                 if top_up else str(b["n_seeds"]),
+                 "answer_source": _source_text(r, res["relu"]),
                  "n_censored": b["n_censored"], "n_improving": b["n_improving"],
                  "ceiling": r["ceiling"]["test_acc"], "target_acc": r["target_acc"]})
     vals["simple_reach_base"] = relu.lag_text(n["best_simple_reach"].get(BASELINE, math.nan))
     vals["gated_reach_base"] = relu.lag_text(n["best_gated_reach"].get(BASELINE, math.nan))
     vals["failures_text"] = ("; ".join(f"{f['label']} ({parse_interface(f['interface']).label}, {f['units']} units, "
-                                       f"{f['sweep']} sweep): {f['failed']} of {f['runs']}"
+                                       f"{SWEEP_NAMES[f['sweep']]}): {f['failed']} of {f['runs']}"
                                        for _, f in res["failures"].iterrows()) or "none")
     return vals
 
 
+#: How :func:`page_values` names the sweeps of :func:`measured_failures`.
+SWEEP_NAMES = {"lag": "lag sweep", "reference_lag": "reference lag sweep", "lr": "learning-rate sweep",
+               "width": "width sweep"}
+
+
+def _source_text(ev: dict, r: dict) -> str:
+    """One sentence: where the verdicts come from (:func:`evidence`)."""
+    own = f"{int(r['budget']['max_updates']):,}"
+    if ev["source"] != "reference":
+        return f"The verdicts come from this build's own sweeps ({own} updates per run at most)."
+    lags = ", ".join(str(int(x)) for x in ev["lags_done"])
+    return (f"The verdicts come from the reference runs, shipped with the book (at most {ev['cap']:,} updates per "
+            f"run; lags {lags} computed{'' if ev['complete'] else ' so far'}); a claim they do not decide yet "
+            f"keeps the verdict of this build's {own}-update sweeps, and its reason says so.")
+
+
 #: The values the front page (``index.md``, not a notebook) pastes as plain text.
-FRONT_PAGE = ("headline", "n_seeds", "cap", "n_censored", "n_runs_lag", "simple_reach_base",
+FRONT_PAGE = ("headline", "answer_source", "n_seeds", "cap", "n_censored", "n_runs_lag", "simple_reach_base",
               "long_coverage", "long_cap", "long_verdicts", "long_reach",
               *[f"claim_{k}" for k in CLAIMS], *[f"claim_{k}_why" for k in CLAIMS])
 
@@ -338,13 +420,13 @@ def keras_port(units: int, n_features: int | None = None, res: dict | None = Non
         v, failures = res["verdicts"], res["failures"]
         relu_won = _as_verdict(v["relu_memory"]).word == V.SUPPORTED
         label = role_label("relu") if relu_won else role_label("tanh")
-        reach = res["relu"]["numbers"]["best_simple_reach"].get(BASELINE, math.nan)
-        if safe(label, units, failures):
+        reach = res["evidence"]["numbers"]["best_simple_reach"].get(BASELINE, math.nan)
+        if safe(label, units, failures, BASELINE):
             lines += ([f"rnn = keras.layers.SimpleRNN({units}, activation=\"relu\")   # ReLU remembered further here"]
                       if relu_won else [f"rnn = keras.layers.SimpleRNN({units})   # the defaults: tanh, orthogonal"])
         else:
             widths = sorted({int(u) for u in res["relu"]["width"]["units"]})
-            ok = [u for u in widths if safe(label, u, failures)]
+            ok = [u for u in widths if safe(label, u, failures, BASELINE)]
             lines += [f"# {label} with {units} units failed in this book's width sweep: measure before using it",
                       *([f"rnn = keras.layers.SimpleRNN({max(ok)})   # the widest that did not fail here"] if ok else [])]
         if _as_verdict(v["gated"]).word == V.SUPPORTED:

@@ -430,16 +430,15 @@ def budget(runs: pd.DataFrame, p: dict) -> dict:
             "total_updates": int(runs["updates"].sum())}
 
 
-def numbers(out: dict) -> dict:
-    """The plain numbers the prose and the recommendations quote."""
-    table, lag, p = out["table"], out["lag"], out["params"]
-    levels = list(p["interfaces"])
+def reach_numbers(table: pd.DataFrame, lag: pd.DataFrame, levels) -> dict:
+    """Reach per configuration and level (``reach``), the best simple and gated reach per level,
+    and the success rate per level over the lag grid, from a success ``table`` and its ``lag`` runs."""
+    levels = list(levels)
     labels = list(dict.fromkeys(table["label"]))
     gated = [lab for lab in labels if lab in ("GRU", "LSTM")]
     simple = [lab for lab in labels if lab not in gated]
-    n: dict = {"levels": levels, "baseline": BASELINE, "lag_min": int(min(p["lags"])),
-               "lag_max": int(max(p["lags"])), "labels": labels, "gated": gated, "simple": simple}
-    n["reach"] = {lab: {s: reach(table, lab, s) for s in levels} for lab in labels}
+    n: dict = {"levels": levels, "labels": labels, "gated": gated, "simple": simple,
+               "reach": {lab: {s: reach(table, lab, s) for s in levels} for lab in labels}}
 
     def best(labs, s):
         return max([n["reach"][lab][s] for lab in labs if np.isfinite(n["reach"][lab][s])], default=math.nan)
@@ -447,6 +446,14 @@ def numbers(out: dict) -> dict:
     n["best_simple_reach"] = {s: best(simple, s) for s in levels}
     n["best_gated_reach"] = {s: best(gated, s) for s in levels}
     n["success_by_level"] = {s: float(lag.loc[lag["interface"] == s, "success"].mean()) for s in levels}
+    return n
+
+
+def numbers(out: dict) -> dict:
+    """The plain numbers the prose and the recommendations quote."""
+    table, lag, p = out["table"], out["lag"], out["params"]
+    n = reach_numbers(table, lag, p["interfaces"])
+    n.update({"baseline": BASELINE, "lag_min": int(min(p["lags"])), "lag_max": int(max(p["lags"]))})
     n["cap"] = int(p.get("max_updates", 0))
     n["censored"] = {lab: (int((part["outcome"] == "censored").sum()), len(part))
                      for lab, part in lag.groupby("label", sort=False)}

@@ -49,7 +49,8 @@ def ladder(out: dict, p: dict, roles: dict, baseline: str, decide, success_table
         v = decide(lag, runs_at_cap(out["lr"], cap), runs_at_cap(out["width"], cap), roles, baseline,
                    runs_at_cap(out["ablation"], cap))
         for key, verdict in v.items():
-            rows.append({"claim": key, "cap": cap, "verdict": verdict.word, "p": verdict.p, "why": verdict.why})
+            rows.append({"claim": key, "cap": cap, "verdict": verdict.word, "p": verdict.p, "why": verdict.why,
+                         "test": verdict.test})
         table = success_table(lag)
         for (label, level), _ in table.groupby(["label", "interface"], sort=False):
             reach_rows.append({"label": label, "interface": level, "cap": cap, "reach": reach(table, label, level),

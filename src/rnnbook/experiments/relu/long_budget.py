@@ -27,6 +27,7 @@ import pandas as pd
 from rnnbook import collapse, sweeps
 from rnnbook.experiments import relu
 from rnnbook.experiments.relu import claims as relu_claims, ladder
+from rnnbook.verdicts import Verdict
 
 #: The word a claim's cell reads when the runs that decide it are not recorded yet.
 NOT_COMPUTED = "not computed yet"
@@ -112,9 +113,30 @@ def results(params: dict, target_acc: float) -> dict:
                                   relu.success_table, relu.reach)
     pending = out["ladder"]["verdicts"]["claim"].isin(
         STABILITY_CLAIMS + (LONGER_LAG_CLAIMS if len(out["coverage"]["lags_done"]) < 2 else ()))
-    out["ladder"]["verdicts"].loc[pending, ["verdict", "p", "why"]] = [NOT_COMPUTED, float("nan"), WHY_NOT_COMPUTED]
+    out["ladder"]["verdicts"].loc[pending, ["verdict", "p", "why", "test"]] = [NOT_COMPUTED, float("nan"),
+                                                                             WHY_NOT_COMPUTED, ""]
     out["points"] = points_table(lag, ladder.rungs(p))
     return out
+
+
+def answer(view: dict) -> dict | None:
+    """The long-budget answer at its top cap, as the recommendations and the front page use it
+    (None while no lag is complete): ``cap``; ``verdicts`` (claim -> :class:`~rnnbook.verdicts.Verdict`,
+    the word :data:`NOT_COMPUTED` where the runs that decide it are not recorded); the reach
+    numbers of :func:`rnnbook.experiments.relu.reach_numbers`; ``table`` and ``lag`` (the complete
+    lags' runs); ``budget`` (:func:`rnnbook.experiments.relu.budget` of those runs); ``lags_done``;
+    ``complete`` (every lag ladder has ended, so no reach is cut short by the computation)."""
+    if view is None or not view.get("ready"):
+        return None
+    p, v = view["params"], view["ladder"]["verdicts"]
+    cap = int(v["cap"].max())
+    top = v[v["cap"] == cap]
+    verdicts = {row.claim: Verdict(row.verdict, row.why, row.test, float(row.p)) for row in top.itertuples()}
+    cov = view["coverage"]
+    return {"cap": cap, "verdicts": verdicts, "table": view["table"], "lag": view["lag"],
+            "budget": relu.budget(view["lag"], p), "lags_done": list(cov["lags_done"]),
+            "complete": cov["lag_next"] is None, "top_up_seeds": len(p["top_up_seeds"]),
+            **relu.reach_numbers(view["table"], view["lag"], p["interfaces"])}
 
 
 def reader(reference_preset: dict):
