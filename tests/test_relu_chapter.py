@@ -130,6 +130,9 @@ def test_gated_and_short_lags():
 def test_the_interface_claim_has_no_direction():
     spec = {(TANH, "keras", 10): "s" * 8, (TANH, "he", 10): "c" * 8}
     assert verdicts_of(spec)["interface"].word == V.SUPPORTED
+    # the reason names the two levels of the deciding point
+    assert verdicts_of(spec)["interface"].why.startswith(
+        f"He-uniform 0 of 8 against 8 of 8 at {TANH}, lag 10 (Keras default (Glorot); successes)")
     flipped = {(TANH, "keras", 10): "c" * 8, (TANH, "he", 10): "s" * 8}
     assert verdicts_of(flipped)["interface"].word == V.SUPPORTED
     same = {(TANH, "keras", 10): "sssc", (TANH, "he", 10): "ssss"}

@@ -107,6 +107,9 @@ class Point:
     #: :func:`logrank_favours`). None: Fisher's exact test of the counts, the direction theirs.
     p: float | None = dataclasses.field(default=None, repr=False)
     favours: int | None = dataclasses.field(default=None, repr=False)
+    #: The arms' names at this point when they differ from point to point (the interface claim:
+    #: each level against the Keras default); None: the claim's ``names`` (:func:`decide`).
+    names: tuple[str, str] | None = dataclasses.field(default=None, repr=False)
 
 
 # ----------------------------------------------------------------------------- tests
@@ -335,7 +338,8 @@ def decide(points: Sequence[Point], premise: bool = True, premise_why: str = "",
     best = int(np.argmin(adj))
     p, deciding = float(adj[best]), points[best]
     p_name = "Holm-adjusted p" if len(points) > 1 else "p"
-    counts = f"{a_name} {_counts(deciding)} ({b_name}; {counting})"
+    da, db = deciding.names or names
+    counts = f"{da} {_counts(deciding)} ({db}; {counting})"
     if for_a and for_b:
         return Verdict(NOT_DECIDED, f"It depends on the point: {a_name} did better at "
                        f"{', '.join(points[i].label or str(i) for i in for_a)} and worse at "

@@ -35,6 +35,7 @@ import pandas as pd
 
 from rnnbook import verdicts
 from rnnbook.experiments.common import failure_reasons, role_label
+from rnnbook.experiments.relu.interface import parse_interface
 from rnnbook.verdicts import Point, Verdict, decide
 
 #: The claims of the chapter, in the order of its text, with the sentence the claims table prints.
@@ -140,7 +141,8 @@ def _level_points(runs: pd.DataFrame, baseline: str, suffix: str = "") -> list[P
             pa, pb = part[part["interface"] == level], part[part["interface"] == baseline]
             if len(pa) and len(pb):
                 pts.append(Point(int(pa["success"].sum()), len(pa), int(pb["success"].sum()), len(pb),
-                                 improving(pa), improving(pb), f"{label}, lag {int(lag_)}, {level}{suffix}"))
+                                 improving(pa), improving(pb), f"{label}, lag {int(lag_)}{suffix}",
+                                 names=(parse_interface(level).label, parse_interface(baseline).label)))
     return pts
 
 
