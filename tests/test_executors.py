@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,43 @@ def test_the_executor_from_the_environment_has_the_workers():
     for bad in ("0", "two", "-1"):
         with pytest.raises(sweeps.SweepError, match=f"RNNBOOK_WORKERS='{bad}' must be a positive integer"):
             sweeps.executor_from_env({sweeps.WORKERS_ENV: bad})
+
+
+def test_the_workers_of_a_killed_driver_exit_mid_run(tmp_path):
+    """A driver killed outright (SIGKILL: no Ctrl-C handler runs) leaves no worker training on."""
+    import signal
+    import subprocess
+    import sys
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    driver = subprocess.Popen([sys.executable, "-c", f"""
+import dataclasses, functools, sys
+sys.path[:0] = {[str(Path(__file__).parent), str(Path(executors.__file__).parents[1])]!r}
+from rnnbook import executors
+from test_executors import TINY, _fake
+pool = executors.PoolExecutor(1, min_frames=0, trainer=functools.partial(_fake, marks={str(marks)!r}, seconds=600.0))
+pool.run([dataclasses.replace(TINY, seed=1)], lambda i, record: None)
+"""])
+    try:
+        deadline = time.time() + 120
+        while not list(marks.iterdir()) and time.time() < deadline:
+            time.sleep(0.2)
+        (mark,) = marks.iterdir()
+        worker = int(mark.suffix[1:])
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    deadline = time.time() + 60
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "the worker kept training after its driver was killed"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited
+        return f.read().split(")")[-1].split()[0] != "Z"

@@ -18,7 +18,7 @@ finishes and writes the run cache (:func:`rnnbook.sweeps.run_sweep`): a run that
 failed record; a worker process that dies (killed, out of memory, a crash in TensorFlow) is
 replaced and its run retried :data:`MAX_RETRIES` times before it becomes a failed record; on
 Ctrl-C the records already sent back are passed on first, then the workers stop: only the
-runs in flight are lost.
+runs in flight are lost. A worker whose driver is killed outright exits within seconds, mid-run.
 """
 from __future__ import annotations
 
@@ -120,10 +120,29 @@ def default_workers() -> int:
     return max(1, cores // runtime.RUN_THREADS)
 
 
+#: Seconds between a worker's checks that its driver is still alive (:func:`_exit_with`).
+ORPHAN_CHECK_SECONDS = 2.0
+
+
+def _exit_with(driver: int) -> None:
+    """Exit this worker soon after process ``driver`` is gone (killed, say), even in the middle
+    of a run: its record could not be passed on, and an orphan would hold a core for nothing."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == driver:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="rnnbook-orphan-watch", daemon=True).start()
+
+
 def _serve(conn, threads: int) -> None:
     """A worker process: configure TensorFlow, then ``(i, config, trainer)`` in (trainer None:
     :func:`train`), ``(status, i, record or error)`` out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the workers
+    _exit_with(os.getppid())
     runtime.configure(threads)
     while True:
         try:
