@@ -1,4 +1,5 @@
 """Sweeps: one row per configuration x seed, a resumable atomic cache, run keys, divergence accounting."""
+import sys
 import copy
 import dataclasses
 import json
@@ -355,3 +356,25 @@ def test_the_estimate_is_calibrated_on_runs_of_the_same_kind_and_nearest_length(
     expected = 3e-6 * sweeps.work_frames(planned.to_dict(), sweeps.planned_updates(planned))
     assert sweeps.estimate_seconds([planned], cache) == pytest.approx(expected)
     assert sweeps.estimate_seconds([], cache) == 0.0
+
+
+def test_the_progress_bars_go_to_the_builds_terminal_when_it_names_one(tmp_path, monkeypatch):
+    """In a chapter's kernel (whose stderr is the chapter's log) the bars go to the terminal the
+    build names; without one, to stderr."""
+    from rnnbook import sweeps
+
+    term = tmp_path / "tty"
+    term.touch()
+    monkeypatch.setattr(sweeps, "_progress", {})
+    monkeypatch.delenv(sweeps.PROGRESS_ENV, raising=False)
+    assert sweeps.progress_file() == (sys.__stderr__, None)
+    monkeypatch.setenv(sweeps.PROGRESS_ENV, str(term))
+    out, position = sweeps.progress_file()
+    assert out.name == str(term) and position == 2
+    from test_executors import GRID, _fake
+
+    sweeps.run_sweep(GRID, seeds=[0], desc="a sweep", cache_dir=tmp_path / "runs", executor=sweeps.LocalExecutor(_fake))
+    out.flush()
+    assert "a sweep:   0%|" in term.read_text() and "0/2" in term.read_text()
+    monkeypatch.setenv(sweeps.PROGRESS_ENV, str(tmp_path / "no" / "such" / "tty"))
+    assert sweeps.progress_file() == (sys.__stderr__, None)  # an unusable terminal: stderr, not an error

@@ -30,6 +30,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -350,8 +351,8 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
             the store as well; None or mode ``off``: the store is not used.
 
     Finished runs are written to the cache as they arrive (a failed run never is), so an
-    interrupted sweep resumes. The progress bar (runs finished / total) goes to the terminal
-    running the build (the kernel's own stderr), not into the book.
+    interrupted sweep resumes. The progress bar (runs finished / total, time left) goes to
+    :func:`progress_file`, never into the book.
     """
     from tqdm.auto import tqdm
 
@@ -364,7 +365,8 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
     first = {}  # key -> first job with it (a grid may list a run twice; it runs once)
     for (_, cfg), key in zip(jobs, keys):
         first.setdefault(key, cfg)
-    bar = tqdm(total=len(jobs), desc=desc, unit="run", file=sys.__stderr__, leave=False, dynamic_ncols=True)
+    out, position = progress_file()
+    bar = tqdm(total=len(jobs), desc=desc, unit="run", file=out, position=position, leave=False, dynamic_ncols=True)
     records: dict[str, dict] = {}
     from rnnbook import reference
 
@@ -395,6 +397,28 @@ def run_sweep(configs, seeds=(0,), cache_dir: str | Path | None = RUNS_DIR, desc
     finally:
         bar.close()
     return summary_frame([dict(records[key], label=label) for (label, _), key in zip(jobs, keys)])
+
+
+#: The terminal ``rnnbook build`` runs in, for the sweeps' progress bars in its chapters' kernels
+#: (whose stderr goes to the chapter's log).
+PROGRESS_ENV = "RNNBOOK_PROGRESS"
+_progress: dict[str, Any] = {}
+
+
+def progress_file() -> tuple[Any, int | None]:
+    """``(file, tqdm position)`` of the sweeps' progress bars: the terminal named by
+    :data:`PROGRESS_ENV` (below the build's chapter and cell bars), else this process's stderr
+    (in a chapter built without a terminal: the chapter's log, ``_build/logs/``)."""
+    path = os.environ.get(PROGRESS_ENV)
+    if path:
+        if path not in _progress:
+            try:
+                _progress[path] = open(path, "w", buffering=1)
+            except OSError:
+                _progress[path] = None
+        if _progress[path] is not None:
+            return _progress[path], 2
+    return sys.__stderr__, None
 
 
 SUMMARY_FIELDS = ("diverged", "diverged_step", "test_acc", "test_acc_last_good", "chance", "wall_time",

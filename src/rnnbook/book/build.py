@@ -281,6 +281,22 @@ def _stderr_to(log_path: Path):
         os.close(saved)
 
 
+def _progress_env(term) -> dict[str, str]:
+    """Where the chapter's sweeps show their progress bars: the build's terminal when ``term`` is
+    one (:data:`rnnbook.sweeps.PROGRESS_ENV`), else nothing (they go to the chapter's log)."""
+    from rnnbook import sweeps
+
+    try:
+        return {sweeps.PROGRESS_ENV: os.ttyname(term.fileno())} if term is not None and term.isatty() else {}
+    except OSError:
+        return {}
+
+
+def _log_path(build_dir: Path, docname: str) -> Path:
+    """The log of a chapter's kernel (its stderr: TensorFlow's logs, the sweeps' progress without a terminal)."""
+    return build_dir / "logs" / f"{chapter_cache.ChapterCache._slug(docname)}.log"
+
+
 def execute(root: Path, job: Job, build_dir: Path, progress: bool = True, term=None) -> Path:
     """Run one chapter with papermill; return the executed notebook path.
 
@@ -303,9 +319,9 @@ def execute(root: Path, job: Job, build_dir: Path, progress: bool = True, term=N
     src_nb = work / f"{slug}.source.ipynb"
     out_nb = work / f"{slug}.ipynb"
     nbformat.write(nb, src_nb)
-    log = build_dir / "logs" / f"{slug}.log"
+    log = _log_path(build_dir, job.chapter.docname)
     try:
-        with _environ(job.env), _stderr_to(log):
+        with _environ({**job.env, **_progress_env(term)}), _stderr_to(log):
             papermill.execute_notebook(
                 str(src_nb), str(out_nb), parameters=job.parameters, kernel_name=KERNEL,
                 language="python", cwd=str(root), log_output=False,
@@ -534,6 +550,9 @@ def _execute_all(root, jobs, cache, build_dir, opts, executed, report, term) -> 
                 bar.update()
                 continue
             start = time.time()
+            if not _progress_env(term):
+                bar.write(f"  {name}: executing; its sweeps' progress and time left: {_log_path(build_dir, name)}",
+                          file=term)
             try:
                 nb_path = execute(root, job, build_dir, progress=opts.progress, term=term)
             except ChapterFailed:
