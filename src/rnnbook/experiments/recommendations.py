@@ -266,8 +266,9 @@ def advice(r: dict, clip: dict, verdicts: dict, failures: pd.DataFrame) -> dict:
                            "beyond that, use an **LSTM or GRU**." + rests("gated"))
     elif v["gated"].word == V.CONTRADICTED:
         a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach, r)} with Keras-default features; "
-                           "a gated cell did not reach further in the book's runs, so an LSTM or GRU is no remedy "
-                           "for memory by itself here (see why in the claims table)." + rests("gated"))
+                           "at the points the rule compares, a gated cell did worse than the simple RNN, so the "
+                           "book's runs give no reason to expect an LSTM or GRU to remember further on its own "
+                           "(the claims table gives the deciding point)." + rests("gated"))
     else:
         a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach, r)} with Keras-default features; "
                            "whether a gated cell reaches further is open here." + rests("gated"))
