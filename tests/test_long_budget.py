@@ -57,8 +57,8 @@ def store(monkeypatch):
         for c, lab, key in zip(configs, labels, interfaces or ["keras"] * len(configs)):
             for s in seeds:
                 rec = _record(_outcome(dataclasses.replace(c, seed=int(s))))
-                rows.append({"label": lab, "interface": key, "lag": c.lag, "seed": int(s),
-                             "learning_rate": c.learning_rate, "outcome": rec["outcome"],
+                rows.append({"label": lab, "interface": key, "lag": c.lag, "seed": int(s), "units": c.units,
+                             "clip_mode": c.clip_mode, "learning_rate": c.learning_rate, "outcome": rec["outcome"],
                              "success": rec["outcome"] == "success", "updates": rec["updates"],
                              "diverged": False, "record": rec})
         return pd.DataFrame(rows)
@@ -111,8 +111,9 @@ def test_a_complete_computation_says_so_and_decides_the_claims_at_every_cap(stor
     assert LB.coverage_text(out, [5, 10, 20]).startswith("The reference computation is complete")
     v = out["ladder"]["verdicts"]
     assert sorted(v["cap"].unique()) == CAPS
-    assert set(v.loc[v["claim"] == "relu_unstable", "verdict"]) == {LB.NOT_COMPUTED}
-    assert math.isnan(v.loc[v["claim"] == "relu_unstable", "p"].iloc[0])
+    # the stability sweeps are recorded too: their claim is decided (by the same rule as the chapter's)
+    assert out["coverage"]["stability"] and LB.NOT_COMPUTED not in set(v.loc[v["claim"] == "relu_unstable", "verdict"])
+    assert len(out["lr"]) and len(out["width"])
     # at lag 5 ReLU leads 6 to 0 by cap 50 and the two tie by cap 100: the short-lag claim moves
     short = v[v["claim"] == "relu_short"].set_index("cap")["verdict"]
     assert short[50] != short[100] and "relu_short" in out["ladder"]["moved"]
@@ -215,6 +216,7 @@ def test_the_rerun_table_drops_the_lag_of_tasks_without_one(monkeypatch):
 def test_the_verdict_table_gives_the_top_caps_reason(store):
     from rnnbook.experiments.relu import claims as relu_claims, ladder
 
+    store["recorded"] = lambda c: c.optimizer != "sgd"  # the stability sweeps not recorded
     out = LB.results(_params(), 0.9)
     table = ladder.verdict_table(out["ladder"]["verdicts"], relu_claims.CLAIMS)
     assert list(table.columns) == ["claim", "cap 50 updates", "cap 100 updates", "why, at the top cap"]
@@ -229,3 +231,15 @@ def test_the_page_counts_collapses_among_the_runs_read(store):
                  config={"target_acc": 0.99, "n_val": 2000})  # learned, then lost it
     n = len(out["lag"]) + len(out["ablation"])
     assert LB.page(out, {})["values"]["ref_collapses"] == f"1 of {n}"
+
+
+def test_the_stability_claim_waits_for_every_stability_run(store):
+    store["recorded"] = lambda c: not (c.optimizer == "sgd" and c.learning_rate == 1.0 and c.seed == 1)
+    out = LB.results(_params(seeds=[0, 1, 2, 3, 4, 5], top_up_seeds=[6]), 0.9)
+    cov = out["coverage"]
+    assert not cov["stability"] and cov["stability_planned"] - cov["stability_found"] == 4  # 2 configs x 2 modes
+    v = out["ladder"]["verdicts"]
+    assert set(v.loc[v["claim"] == "relu_unstable", "verdict"]) == {LB.NOT_COMPUTED}
+    assert math.isnan(v.loc[v["claim"] == "relu_unstable", "p"].iloc[0])
+    text = LB.coverage_text(out, [5, 10, 20])
+    assert "not complete" in text and f"of its stability sweeps, {cov['stability_found']} of the" in text

@@ -378,11 +378,11 @@ def results(params: dict, ceiling: dict | None = None, long_budget_reader=None, 
     out["rates"], out["tuning_table"] = choose_rates(out["tuning"])
     configs, labels, levels = ablation_grid(p, target, out["rates"])  # one lag: before the long lag sweep
     out["ablation"] = run(configs, labels, p["ablation_seeds"], "relu: interface ablation", levels)
+    out["lr"] = run(*lr_grid(p, target), p["seeds"], "relu: learning rate")  # short runs: before the long lags
+    out["width"] = run(*width_grid(p, target), p["seeds"], "relu: width")
     out["lag"] = lag_sweep(p, target, out["rates"])
     out["collapse"] = relu_collapse.study(p, out["lag"], collapse_grid(p, target, out["rates"]), run, BASELINE)
     out["memo"] = run(*memo_grid(p, target), p["seeds"], "relu: memorisation")
-    out["lr"] = run(*lr_grid(p, target), p["seeds"], "relu: learning rate")
-    out["width"] = run(*width_grid(p, target), p["seeds"], "relu: width")
     out["table"] = success_table(out["lag"])
     out["reach"] = reach_table(out["table"], p["interfaces"])
     out["logrank"] = logrank_table(out["lag"], role_label("tanh"))

@@ -8,13 +8,14 @@ What is read, in the order the reference computation runs it (:func:`rnnbook.exp
 * the tuning runs, which choose each configuration's learning rate (all of them, or nothing
   else is read: the other runs' configurations depend on the rates);
 * the interface ablation, if all its runs are recorded (else they are counted);
+* the stability sweeps (learning rate and width), if all their runs are recorded (else counted);
 * the lag sweep, lag by lag, with its ladder and top-ups, up to the first lag with a run not
   recorded (a *complete* lag holds every run the sweep would make there); the runs recorded at
   that first incomplete lag are counted, not used.
 
 Each rung of the budget ladder (:mod:`.ladder`) decides the lag-sweep claims again from the
-same runs. The claim about stability (learning-rate and width sweeps) is outside the lag sweep
-and reads "not computed yet" until those sweeps are recorded.
+same runs. The claim about stability reads "not computed yet" until the stability sweeps are
+recorded (their own cap, ``stability_max_updates``, is below the ladder's rungs).
 
 Example:
     >>> points_text([0, 4, 6], 6)
@@ -47,24 +48,32 @@ class _Missing(Exception):
         self.lag, self.found, self.planned = lag, found, planned
 
 
+def _count(configs, seeds) -> tuple[int, int]:
+    """``(recorded, planned)`` runs of a grid."""
+    runs = sweeps.with_seeds(configs, seeds)
+    return sum(relu._cached_record(c) is not None for c in runs), len(runs)
+
+
 def _recorded(configs, labels, seeds, desc, interfaces=None) -> pd.DataFrame:
     """:func:`relu.run` when every run of the grid is recorded; else :class:`_Missing` (nothing trains)."""
-    runs = sweeps.with_seeds(configs, seeds)
-    found = sum(relu._cached_record(c) is not None for c in runs)
-    if found < len(runs):
-        raise _Missing(int(configs[0].lag), found, len(runs))
+    found, planned = _count(configs, seeds)
+    if found < planned:
+        raise _Missing(int(configs[0].lag), found, planned)
     return relu.run(configs, labels, seeds, desc, interfaces)
 
 
 def read(params: dict, target_acc: float) -> dict:
     """The reference protocol's recorded runs (``params``: the chapter's parameters with the
     reference preset applied). Keys: ``params``, ``rates`` (None until the tuning is recorded),
-    ``lag`` (the complete lags' runs), ``ablation`` (empty until complete), ``coverage``."""
+    ``lag`` (the complete lags' runs), ``ablation`` (empty until complete), ``lr`` and ``width``
+    (the stability sweeps, empty until both are complete), ``coverage``."""
     p = relu._pick(params)
     empty = pd.DataFrame(columns=["label", "interface", "lag", "success", "outcome", "updates", "diverged", "record"])
     out = {"params": p, "target_acc": target_acc, "rates": None, "lag": empty, "ablation": empty,
+           "lr": empty, "width": empty,
            "coverage": {"tuning": False, "lags_done": [], "lag_next": None, "next_found": 0, "next_planned": 0,
-                        "ablation": False, "ablation_found": 0, "ablation_planned": 0}}
+                        "ablation": False, "ablation_found": 0, "ablation_planned": 0,
+                        "stability": False, "stability_found": 0, "stability_planned": 0}}
     cov = out["coverage"]
     try:
         configs, labels, levels = relu.tuning_grid(p, target_acc)
@@ -95,6 +104,13 @@ def read(params: dict, target_acc: float) -> dict:
         cov["ablation"] = True
     except _Missing as missing:
         cov["ablation_found"], cov["ablation_planned"] = missing.found, missing.planned
+    grids = {"lr": relu.lr_grid(p, target_acc), "width": relu.width_grid(p, target_acc)}
+    counts = [_count(configs, p["seeds"]) for configs, _ in grids.values()]
+    cov["stability_found"], cov["stability_planned"] = (sum(c[i] for c in counts) for i in (0, 1))
+    if cov["stability_found"] == cov["stability_planned"]:
+        for key, (configs, labels) in grids.items():
+            out[key] = relu.run(configs, labels, p["seeds"], f"relu reference: {key} sweep")
+        cov["stability"] = True
     return out
 
 
@@ -108,11 +124,13 @@ def results(params: dict, target_acc: float) -> dict:
     p, lag = out["params"], out["lag"]
     out["table"] = relu.success_table(lag)
     nothing = lag.iloc[0:0]
-    runs = {"lag": lag, "lr": nothing, "width": nothing, "ablation": out["ablation"]}
+    runs = {"lag": lag, "lr": out["lr"] if len(out["lr"]) else nothing,
+            "width": out["width"] if len(out["width"]) else nothing, "ablation": out["ablation"]}
     out["ladder"] = ladder.ladder(runs, p, relu_claims.roles(lag["label"], lag["label"]), relu.BASELINE, relu_claims.claim_verdicts,
                                   relu.success_table, relu.reach)
     pending = out["ladder"]["verdicts"]["claim"].isin(
-        STABILITY_CLAIMS + (LONGER_LAG_CLAIMS if len(out["coverage"]["lags_done"]) < 2 else ()))
+        (() if out["coverage"]["stability"] else STABILITY_CLAIMS)
+        + (LONGER_LAG_CLAIMS if len(out["coverage"]["lags_done"]) < 2 else ()))
     out["ladder"]["verdicts"].loc[pending, ["verdict", "p", "why", "test"]] = [NOT_COMPUTED, float("nan"),
                                                                              WHY_NOT_COMPUTED, ""]
     out["points"] = points_table(lag, ladder.rungs(p))
@@ -185,8 +203,12 @@ def coverage_text(out: dict, lags_planned) -> str:
     abl = ("its interface ablation is recorded" if cov["ablation"] else
            f"of its interface ablation, {cov['ablation_found']} of the {cov['ablation_planned']} runs are recorded"
            if cov["ablation_found"] else "its interface ablation is not computed yet")
-    return f"The reference computation is {'complete' if stopped and cov['ablation'] else 'not complete'}: " \
-           f"{lag_part}; {abl}."
+    stab = ("its stability sweeps are recorded" if cov["stability"] else
+            f"of its stability sweeps, {cov['stability_found']} of the {cov['stability_planned']} runs are recorded"
+            if cov["stability_found"] else "its stability sweeps are not computed yet")
+    done_all = stopped and cov["ablation"] and cov["stability"]
+    return f"The reference computation is {'complete' if done_all else 'not complete'}: " \
+           f"{lag_part}; {abl}; {stab}."
 
 
 def _lags(xs) -> str:
