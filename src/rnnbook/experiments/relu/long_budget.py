@@ -246,6 +246,7 @@ def page(view: dict, own: dict) -> dict:
     read_runs = [r for frame in (view["lag"], view["ablation"]) for r in frame["record"]]
     values = {
         "ref_cap": int(p["max_updates"]), "ref_check_every": int(p["check_every"]),
+        "ref_stability_cap": int(p["stability_max_updates"]),
         "ref_lags": ", ".join(str(int(x)) for x in p["lags"]),
         "ref_seeds": len(p["seeds"]), "ref_top_up": len(p["top_up_seeds"]),
         "ref_coverage": coverage_text(view, p["lags"]), "ref_source": source,
