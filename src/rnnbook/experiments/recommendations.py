@@ -319,8 +319,7 @@ def page_values(res: dict) -> dict:
     b = r["budget"]
     top_up = int(r.get("top_up_seeds", 0))
     vals.update({"cap": f"{int(b['max_updates']):,}", "n_runs_lag": b["n_runs"],
-                 "n_seeds": f"{b['n_seeds']} (up to {b['n_seeds'] + top_up} where some but not all succeeded)"
-                 if top_up else str(b["n_seeds"]),
+                 "n_seeds": f"{b['n_seeds']} to {b['n_seeds'] + top_up}" if top_up else str(b["n_seeds"]),
                  "answer_source": _source_text(r, res["relu"]),
                  "n_censored": b["n_censored"], "n_improving": b["n_improving"],
                  "ceiling": r["ceiling"]["test_acc"], "target_acc": r["target_acc"]})

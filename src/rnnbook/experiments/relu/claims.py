@@ -27,7 +27,7 @@ Example:
     ...                      "success": [True] * 4 + [False] * 4,
     ...                      "record": [{"outcome": "success"}] * 4 + [{"outcome": "censored"}] * 4})
     >>> points(runs, "a", "b")[0]
-    Point(a=4, n_a=4, b=0, n_b=4, improving_a=0, improving_b=0, label='keras, lag 3')
+    Point(a=4, n_a=4, b=0, n_b=4, improving_a=0, improving_b=0, label='Keras default (Glorot), lag 3')
 """
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ CLAIMS = {
 
 
 def _point_label(keys, by) -> str:
-    return ", ".join(f"lag {int(v)}" if k == "lag" else f"{v} units" if k == "units" else str(v)
-                     for k, v in zip(by, keys))
+    """``"Keras default (Glorot), lag 10"``: a point's values of ``by``, the interface level by its label."""
+    return ", ".join(f"lag {int(v)}" if k == "lag" else f"{v} units" if k == "units"
+                     else parse_interface(v).label if k == "interface" else str(v) for k, v in zip(by, keys))
 
 
 def points(runs: pd.DataFrame, a: str, b: str, by=("interface", "lag"), count: str = "success",
