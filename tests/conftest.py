@@ -159,6 +159,10 @@ def _page_text(page: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
 
 
+#: A Python object's repr, as a page shows it when a value is pasted the wrong way.
+_OBJECT_REPR = re.compile(r"<[\w.]+ object( at 0x[0-9a-f]+)?>")
+
+
 def page_problems(page: str) -> list[str]:
     """What is wrong with the values a built HTML page shows, as myst-nb 1.4.0 writes them:
     {glue:text} values are ``<span class="pasted-text">``, glued tables sit in
@@ -170,6 +174,8 @@ def page_problems(page: str) -> list[str]:
         if not text.strip():
             problems.append("an empty {glue:text} value")
         problems += [f"{{glue:text}} value {text!r} is NaN/Inf" for _ in non_finite_in_text(text)[:1]]
+        if _OBJECT_REPR.search(text):  # a value glued as Markdown pasted with {glue:text}: its repr shows
+            problems.append(f"{{glue:text}} value {text!r} is a Python object's repr (use {{glue:md}})")
     for table in re.findall(r"<table.*?</table>", page, flags=re.S):
         problems += [f"table cell {c!r}" for c in non_finite_cells(table)]
     text = _INTERVAL.sub(" ", _page_text(page))
