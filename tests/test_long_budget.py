@@ -100,9 +100,9 @@ def test_missing_top_ups_count_with_the_first_seeds_of_their_lag(store, monkeypa
 def test_the_points_table_shows_successes_at_every_cap(store):
     out = LB.results(_params(), 0.9)
     row = out["points"].set_index(["configuration", "interface"]).loc[("tanh + orthogonal", "Keras default (Glorot)")]
-    assert row["lag 5"] == "0 → 2 of 2"  # success at update 75: censored at cap 50, a success by 100
+    assert row["lag 5"] == "0 → 2 of 2 [0.34, 1.00]"  # success at update 75: censored at cap 50, a success by 100
     relu_row = out["points"].set_index(["configuration", "interface"]).loc[("ReLU + orthogonal", "He-uniform")]
-    assert relu_row["lag 5"] == "2 → 2 of 2" and relu_row["lag 20"] == "ladder stopped"
+    assert relu_row["lag 5"] == "2 → 2 of 2 [0.34, 1.00]" and relu_row["lag 20"] == "ladder stopped"
 
 
 def test_a_complete_computation_says_so_and_decides_the_claims_at_every_cap(store):

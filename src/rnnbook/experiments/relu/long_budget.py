@@ -19,7 +19,7 @@ recorded (their own cap, ``stability_max_updates``, is below the ladder's rungs)
 
 Example:
     >>> points_text([0, 4, 6], 6)
-    '0 → 4 → 6 of 6'
+    '0 → 4 → 6 of 6 [0.61, 1.00]'
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import pandas as pd
 
 from rnnbook import collapse, sweeps
 from rnnbook.experiments import relu
+from rnnbook.experiments.common import wilson_interval
 from rnnbook.experiments.relu import claims as relu_claims, ladder
 from rnnbook.verdicts import Verdict
 
@@ -164,8 +165,10 @@ def reader(reference_preset: dict):
 
 
 def points_text(successes: list[int], seeds: int) -> str:
-    """One point's successes at each rung, lowest cap first: ``"0 → 4 → 6 of 6"``."""
-    return " → ".join(str(int(k)) for k in successes) + f" of {int(seeds)}"
+    """One point's successes at each rung, lowest cap first, and the Wilson 95 % interval of the
+    share at the top cap: ``"0 → 4 → 6 of 6 [0.61, 1.00]"``."""
+    _, lo, hi = wilson_interval(int(successes[-1]), int(seeds))
+    return " → ".join(str(int(k)) for k in successes) + f" of {int(seeds)} [{abs(lo):.2f}, {hi:.2f}]"
 
 
 def points_table(lag: pd.DataFrame, caps: list[int]) -> pd.DataFrame:
