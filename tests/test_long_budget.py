@@ -34,6 +34,7 @@ def _record(success_at: int | None) -> dict:
     val = [0.95 if success_at is not None and u >= success_at else 0.1 for u in checks]
     return {"outcome": "success" if success_at else "censored", "updates": success_at or 100,
             "check_updates": checks, "check_val_acc": val, "config": {"target_acc": 0.9}, "chance": 0.1,
+            "check_grad_norm_median": [1.0] * 4, "check_grad_norm_max": [2.0] * 4,
             "provenance": {"commit": "abc1234def", "wall_time": 36.0, "cpu": "test CPU", "date": "2026-12-05"}}
 
 
@@ -58,6 +59,7 @@ def store(monkeypatch):
             for s in seeds:
                 rec = _record(_outcome(dataclasses.replace(c, seed=int(s))))
                 rows.append({"label": lab, "interface": key, "lag": c.lag, "seed": int(s), "units": c.units,
+                             "cell": c.cell, "wall_time": 1.0,
                              "clip_mode": c.clip_mode, "learning_rate": c.learning_rate, "outcome": rec["outcome"],
                              "success": rec["outcome"] == "success", "updates": rec["updates"],
                              "diverged": False, "record": rec})
@@ -243,3 +245,30 @@ def test_the_stability_claim_waits_for_every_stability_run(store):
     assert math.isnan(v.loc[v["claim"] == "relu_unstable", "p"].iloc[0])
     text = LB.coverage_text(out, [5, 10, 20])
     assert "not complete" in text and f"of its stability sweeps, {cov['stability_found']} of the" in text
+
+
+def test_the_long_lag_clipping_comparison_is_read_once_the_lag_sweep_is_complete(store):
+    from rnnbook.experiments.relu import collapse as relu_collapse
+
+    p = _params(seeds=[0, 1, 2, 3, 4, 5], top_up_seeds=[6], collapse_seeds=[0, 1, 2], collapse_lag_count=2)
+    store["recorded"] = lambda c: c.clip_mode == "none"  # the clipped arm is not computed yet
+    out = LB.read(p, 0.9)
+    cov = out["coverage"]
+    assert "collapse" not in out and not cov["collapse"]
+    # tanh learned lags 10 and 20; ReLU ran at 10 (its ladder stopped there): 3 configurations x 3 seeds
+    assert (cov["collapse_arm"], cov["collapse_found"], cov["collapse_planned"]) == ("clipped", 0, 9)
+    assert "of its long-lag clipping comparison, 0 of the 9 clipped runs are recorded" in LB.coverage_text(out, p["lags"])
+    store["recorded"] = lambda c: True
+    out = LB.read(p, 0.9)
+    assert out["coverage"]["collapse"] and LB.coverage_text(out, p["lags"]).startswith("The reference computation is complete")
+    study = out["collapse"]
+    assert study["points"] == [(10, ["tanh + orthogonal", "ReLU + orthogonal"]), (20, ["tanh + orthogonal"])]
+    assert set(study["runs"]["arm"]) == set(relu_collapse.ARMS) and len(study["runs"]) == 18
+    # the page shows the reference's comparison, and says so; without it, the build's own
+    shown = relu.collapse_answer({"long": out, "collapse": "own", "params": {"max_updates": 50}})
+    assert shown["study"] is study and shown["cap"] == 100 and "reference protocol's" in shown["source"]
+    store["recorded"] = lambda c: c.lag != 20
+    partial = LB.results(p, 0.9)
+    assert "collapse" not in partial and "waits for the lag sweep" in LB.coverage_text(partial, p["lags"])
+    own = relu.collapse_answer({"long": partial, "collapse": "own", "params": {"max_updates": 50}})
+    assert own["study"] == "own" and own["cap"] == 50 and "not recorded yet" in own["source"]

@@ -58,7 +58,7 @@ def results(params: dict, reference_preset: dict | None = None) -> dict:
     r = relu.results(_pick(params, relu.PARAMS), long_budget_reader=reader, rerun_sample=False)  # the relu page re-runs
     c = clipping.results(_pick(params, clipping.PARAMS))
     ev = evidence(r)
-    verdicts = claim_verdicts(ev["verdicts"], c, r["collapse"]["verdicts"]["collapse"])
+    verdicts = claim_verdicts(ev["verdicts"], c, relu.collapse_answer(r)["study"]["verdicts"]["collapse"])
     failures = measured_failures(ev)
     adv = advice(ev, c, verdicts, failures)
     return {"relu": r, "evidence": ev, "clipping": c, "verdicts": verdicts, "failures": failures, "advice": adv,

@@ -532,15 +532,33 @@ def page_values(out: dict) -> dict:
     abl = ablation_table(out["ablation"])
     vals["ablation_text"] = "; ".join(f"{r['interface']}: {r['successes']}" for _, r in abl.iterrows()) \
         if "successes" in abl else ""
-    vals.update(relu_collapse.page_values(out["collapse"]))
+    shown = collapse_answer(out)
+    vals.update(relu_collapse.page_values(shown["study"]))
+    vals.update({"collapse_cap": shown["cap"], "collapse_source": shown["source"]})
     return vals
 
 
+def collapse_answer(out: dict) -> dict:
+    """The long-lag clipping comparison the page shows and the clipping answer uses: the
+    reference protocol's (``out["long"]``) once all its runs are recorded, else this build's own.
+    Keys: ``study`` (:func:`.collapse.study`), ``cap``, ``source`` (a sentence for the page)."""
+    long = out.get("long") or {}
+    if "collapse" in long:
+        return {"study": long["collapse"], "cap": int(long["params"]["max_updates"]),
+                "source": "The comparison below is the reference protocol's, read from the shipped runs."}
+    waits = (" The reference protocol's comparison is not recorded yet, so this is the build's own."
+             if long.get("ready") else "")
+    return {"study": out["collapse"], "cap": int(out["params"]["max_updates"]),
+            "source": f"The comparison below is this build's own lag sweep's.{waits}"}
+
+
 def collapse_figure(out: dict) -> dict:
-    """``fig-collapse`` (``figure``), its data and the data of ``tbl-collapse-rates`` (:mod:`.collapse`)."""
-    runs = out["collapse"]["runs"]
+    """``fig-collapse`` (``figure``), its data and the data of ``tbl-collapse-rates`` (:mod:`.collapse`),
+    of :func:`collapse_answer`'s comparison."""
+    study = collapse_answer(out)["study"]
+    runs = study["runs"]
     chance = float((runs if len(runs) else out["lag"])["chance"].mean())
-    return relu_collapse.figure_data(out["collapse"], chance, out["target_acc"])
+    return relu_collapse.figure_data(study, chance, out["target_acc"])
 
 
 def figure_data(out: dict) -> dict:

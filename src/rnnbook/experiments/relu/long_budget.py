@@ -11,7 +11,9 @@ What is read, in the order the reference computation runs it (:func:`rnnbook.exp
 * the stability sweeps (learning rate and width), if all their runs are recorded (else counted);
 * the lag sweep, lag by lag, with its ladder and top-ups, up to the first lag with a run not
   recorded (a *complete* lag holds every run the sweep would make there); the runs recorded at
-  that first incomplete lag are counted, not used.
+  that first incomplete lag are counted, not used;
+* once the lag sweep is complete, the long-lag clipping comparison (:mod:`.collapse`), if all its
+  runs are recorded (else the runs of the arm under way are counted).
 
 Each rung of the budget ladder (:mod:`.ladder`) decides the lag-sweep claims again from the
 same runs. The claim about stability reads "not computed yet" until the stability sweeps are
@@ -28,7 +30,7 @@ import pandas as pd
 from rnnbook import collapse, sweeps
 from rnnbook.experiments import relu
 from rnnbook.experiments.common import wilson_interval
-from rnnbook.experiments.relu import claims as relu_claims, ladder
+from rnnbook.experiments.relu import claims as relu_claims, collapse as relu_collapse, ladder
 from rnnbook.verdicts import Verdict
 
 #: The word a claim's cell reads when the runs that decide it are not recorded yet.
@@ -42,11 +44,11 @@ LONGER_LAG_CLAIMS = ("relu_memory", "gated")
 
 
 class _Missing(Exception):
-    """A grid whose runs are not all recorded."""
+    """A grid whose runs are not all recorded (``desc``: the sweep's name)."""
 
-    def __init__(self, lag: int, found: int, planned: int):
+    def __init__(self, lag: int, found: int, planned: int, desc: str = ""):
         super().__init__(lag)
-        self.lag, self.found, self.planned = lag, found, planned
+        self.lag, self.found, self.planned, self.desc = lag, found, planned, desc
 
 
 def _count(configs, seeds) -> tuple[int, int]:
@@ -59,7 +61,7 @@ def _recorded(configs, labels, seeds, desc, interfaces=None) -> pd.DataFrame:
     """:func:`relu.run` when every run of the grid is recorded; else :class:`_Missing` (nothing trains)."""
     found, planned = _count(configs, seeds)
     if found < planned:
-        raise _Missing(int(configs[0].lag), found, planned)
+        raise _Missing(int(configs[0].lag), found, planned, desc)
     return relu.run(configs, labels, seeds, desc, interfaces)
 
 
@@ -74,7 +76,8 @@ def read(params: dict, target_acc: float) -> dict:
            "lr": empty, "width": empty,
            "coverage": {"tuning": False, "lags_done": [], "lag_next": None, "next_found": 0, "next_planned": 0,
                         "ablation": False, "ablation_found": 0, "ablation_planned": 0,
-                        "stability": False, "stability_found": 0, "stability_planned": 0}}
+                        "stability": False, "stability_found": 0, "stability_planned": 0,
+                        "collapse": False, "collapse_found": 0, "collapse_planned": 0, "collapse_arm": ""}}
     cov = out["coverage"]
     try:
         configs, labels, levels = relu.tuning_grid(p, target_acc)
@@ -112,6 +115,14 @@ def read(params: dict, target_acc: float) -> dict:
         for key, (configs, labels) in grids.items():
             out[key] = relu.run(configs, labels, p["seeds"], f"relu reference: {key} sweep")
         cov["stability"] = True
+    if cov["lag_next"] is None and len(out["lag"]):  # the long lags are known once every ladder has ended
+        try:
+            out["collapse"] = relu_collapse.study(p, out["lag"], relu.collapse_grid(p, target_acc, out["rates"]),
+                                                  _recorded, relu.BASELINE)
+            cov["collapse"] = True
+        except _Missing as missing:
+            cov["collapse_found"], cov["collapse_planned"] = missing.found, missing.planned
+            cov["collapse_arm"] = "clipped" if "global_clipnorm" in missing.desc else "unclipped"
     return out
 
 
@@ -209,9 +220,13 @@ def coverage_text(out: dict, lags_planned) -> str:
     stab = ("its stability sweeps are recorded" if cov["stability"] else
             f"of its stability sweeps, {cov['stability_found']} of the {cov['stability_planned']} runs are recorded"
             if cov["stability_found"] else "its stability sweeps are not computed yet")
-    done_all = stopped and cov["ablation"] and cov["stability"]
+    clip = ("its long-lag clipping comparison is recorded" if cov["collapse"] else
+            f"of its long-lag clipping comparison, {cov['collapse_found']} of the {cov['collapse_planned']} "
+            f"{cov['collapse_arm']} runs are recorded" if cov["collapse_planned"] else
+            "its long-lag clipping comparison waits for the lag sweep")
+    done_all = stopped and cov["ablation"] and cov["stability"] and cov["collapse"]
     return f"The reference computation is {'complete' if done_all else 'not complete'}: " \
-           f"{lag_part}; {abl}; {stab}."
+           f"{lag_part}; {abl}; {stab}; {clip}."
 
 
 def _lags(xs) -> str:
