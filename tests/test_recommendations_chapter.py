@@ -140,7 +140,8 @@ def _long_view(verdicts: dict, complete: bool = False) -> dict:
     rows = [{"claim": k, "cap": cap, "verdict": w, "p": 0.01, "why": f"{k} at {cap}", "test": "Fisher"}
             for k, w in verdicts.items() for cap in (200, 3000)]
     return {"ready": True, "params": {"interfaces": ["keras"], "seeds": [0, 1, 2, 3, 4, 5], "top_up_seeds": [6, 7],
-                                      "max_updates": 3000, "check_every": 25, "batch_size": 128},
+                                      "max_updates": 3000, "check_every": 25, "batch_size": 128,
+                                      "stability_max_updates": 500},
             "ladder": {"verdicts": pd.DataFrame(rows)}, "table": table, "lag": lag,
             "coverage": {"lags_done": [5, 10], "lag_next": None if complete else 20}}
 
@@ -166,6 +167,9 @@ def test_the_answer_takes_each_relu_claim_from_the_reference_runs_where_they_dec
     assert "lags up to 10 frames (longer lags are not computed yet)." in reco.headline(ev, v)
     done = reco.evidence(relu_result(ALL) | {"long": _long_view(long, complete=True)})
     assert "lags up to 10 frames." in reco.headline(done, v)
+    # the stability sweeps, once in the reference, are read at their own cap
+    stable = reco.evidence(relu_result(ALL) | {"long": _long_view({k: V.SUPPORTED for k in ALL})})
+    assert stable["verdicts"]["relu_unstable"].why.startswith("At 500 updates (the reference runs): ")
     # without the reference runs the build's own sweep answers, and says its budget
     own = reco.evidence(relu_result(ALL))
     assert own["source"] == "build" and own["verdicts"]["gated"].why == "At 400 updates (this build's sweep): d"

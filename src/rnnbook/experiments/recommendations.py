@@ -82,7 +82,7 @@ def evidence(r: dict) -> dict:
     for key in relu_claims.CLAIMS:
         lv = long["verdicts"].get(key) if long else None
         if lv is not None and lv.word != long_budget.NOT_COMPUTED:
-            verdicts[key] = lv._replace(why=f"At {long['cap']:,} updates (the reference runs): {lv.why}")
+            verdicts[key] = lv._replace(why=f"At {long['caps'][key]:,} updates (the reference runs): {lv.why}")
         else:
             sv = _as_verdict(r["verdicts"][key])
             pending = "; the reference runs do not decide it yet" if long else ""

@@ -151,7 +151,8 @@ def results(params: dict, target_acc: float) -> dict:
 
 def answer(view: dict) -> dict | None:
     """The long-budget answer at its top cap, as the recommendations and the front page use it
-    (None while no lag is complete): ``cap``; ``verdicts`` (claim -> :class:`~rnnbook.verdicts.Verdict`,
+    (None while no lag is complete): ``cap``; ``caps`` (claim -> the cap of the runs deciding it:
+    the stability sweeps have their own); ``verdicts`` (claim -> :class:`~rnnbook.verdicts.Verdict`,
     the word :data:`NOT_COMPUTED` where the runs that decide it are not recorded); the reach
     numbers of :func:`rnnbook.experiments.relu.reach_numbers`; ``table`` and ``lag`` (the complete
     lags' runs); ``budget`` (:func:`rnnbook.experiments.relu.budget` of those runs); ``lags_done``;
@@ -163,7 +164,8 @@ def answer(view: dict) -> dict | None:
     top = v[v["cap"] == cap]
     verdicts = {row.claim: Verdict(row.verdict, row.why, row.test, float(row.p)) for row in top.itertuples()}
     cov = view["coverage"]
-    return {"cap": cap, "verdicts": verdicts, "table": view["table"], "lag": view["lag"],
+    caps = {k: min(cap, int(p["stability_max_updates"])) if k in STABILITY_CLAIMS else cap for k in verdicts}
+    return {"cap": cap, "caps": caps, "verdicts": verdicts, "table": view["table"], "lag": view["lag"],
             "budget": relu.budget(view["lag"], p), "lags_done": list(cov["lags_done"]),
             "complete": cov["lag_next"] is None, "top_up_seeds": len(p["top_up_seeds"]),
             **relu.reach_numbers(view["table"], view["lag"], p["interfaces"])}
