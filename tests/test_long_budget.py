@@ -116,6 +116,8 @@ def test_a_complete_computation_says_so_and_decides_the_claims_at_every_cap(stor
     # the stability sweeps are recorded too: their claim is decided (by the same rule as the chapter's)
     assert out["coverage"]["stability"] and LB.NOT_COMPUTED not in set(v.loc[v["claim"] == "relu_unstable", "verdict"])
     assert len(out["lr"]) and len(out["width"])
+    # both of the claim's points: the unclipped learning-rate sweep and the width sweep (its TF1 cell)
+    assert set(v.loc[v["claim"] == "relu_unstable", "test"]) == {"Fisher's exact test, Holm-adjusted over 2 points"}
     # at lag 5 ReLU leads 6 to 0 by cap 50 and the two tie by cap 100: the short-lag claim moves
     short = v[v["claim"] == "relu_short"].set_index("cap")["verdict"]
     assert short[50] != short[100] and "relu_short" in out["ladder"]["moved"]

@@ -138,8 +138,9 @@ def results(params: dict, target_acc: float) -> dict:
     nothing = lag.iloc[0:0]
     runs = {"lag": lag, "lr": out["lr"] if len(out["lr"]) else nothing,
             "width": out["width"] if len(out["width"]) else nothing, "ablation": out["ablation"]}
-    out["ladder"] = ladder.ladder(runs, p, relu_claims.roles(lag["label"], lag["label"]), relu.BASELINE, relu_claims.claim_verdicts,
-                                  relu.success_table, relu.reach)
+    present = {*lag["label"], *runs["lr"]["label"], *runs["width"]["label"]}  # the width sweep's TF1 cell too
+    out["ladder"] = ladder.ladder(runs, p, relu_claims.roles(lag["label"], present), relu.BASELINE,
+                                  relu_claims.claim_verdicts, relu.success_table, relu.reach)
     pending = out["ladder"]["verdicts"]["claim"].isin(
         (() if out["coverage"]["stability"] else STABILITY_CLAIMS)
         + (LONGER_LAG_CLAIMS if len(out["coverage"]["lags_done"]) < 2 else ()))
