@@ -127,6 +127,28 @@ def test_gated_and_short_lags():
     assert v["gated"].word == V.SUPPORTED and "LSTM" in v["gated"].why or "GRU" in v["gated"].why
 
 
+def test_a_level_the_ladder_stopped_is_compared_at_the_shortest_lag():
+    """At He the ladder stopped tanh after lag 2 (no seed learned): the memory claims compare
+    the level there, where the gated cell learned; at Keras default they compare beyond it."""
+    spec = {(TANH, "keras", 2): "s" * 8, ("GRU", "keras", 2): "s" * 8,
+            (TANH, "keras", 10): "s" * 8, ("GRU", "keras", 10): "c" * 8,
+            (TANH, "he", 2): "c" * 8, ("GRU", "he", 2): "s" * 8, ("GRU", "he", 10): "s" * 8}
+    labels = [p.label for p in relu_claims.memory_points(runs_table(spec), "GRU", TANH)]
+    assert labels == ["Keras default (Glorot), lag 10", "He-uniform, lag 2"]
+    v = verdicts_of(spec)["gated"]
+    assert v.word == V.NOT_DECIDED and "It depends on the point" in v.why and "He-uniform, lag 2" in v.why
+    without = {k: x for k, x in spec.items() if k[1] == "keras"}
+    assert verdicts_of(without)["gated"].word == V.CONTRADICTED
+
+
+def test_a_level_where_neither_learned_gives_no_point():
+    spec = {(TANH, "keras", 2): "s" * 8, (RELU, "keras", 2): "s" * 8,
+            (TANH, "keras", 10): "c" * 8, (RELU, "keras", 10): "s" * 8,
+            (TANH, "he", 2): "c" * 8, (RELU, "he", 2): "c" * 8}
+    labels = [p.label for p in relu_claims.memory_points(runs_table(spec), RELU, TANH)]
+    assert labels == ["Keras default (Glorot), lag 10"]
+
+
 def test_the_interface_claim_has_no_direction():
     spec = {(TANH, "keras", 10): "s" * 8, (TANH, "he", 10): "c" * 8}
     assert verdicts_of(spec)["interface"].word == V.SUPPORTED

@@ -53,6 +53,8 @@ CONTRADICTED = "contradicted"
 NO_DIFFERENCE = "no difference detected"
 NOT_DECIDED = "not decided at this budget"
 PREMISE_NOT_MET = "premise not met"
+#: How the reason of a "not decided" verdict starts when points differ both ways.
+DEPENDS = "It depends on the point"
 #: Every verdict word, in the order the claims table sorts them.
 VERDICTS = (SUPPORTED, CONTRADICTED, NO_DIFFERENCE, NOT_DECIDED, PREMISE_NOT_MET)
 #: A censored run is *still improving* when the best validation accuracy of its last
@@ -341,9 +343,9 @@ def decide(points: Sequence[Point], premise: bool = True, premise_why: str = "",
     da, db = deciding.names or names
     counts = f"{da} {_counts(deciding)} ({db}; {counting})"
     if for_a and for_b:
-        return Verdict(NOT_DECIDED, f"It depends on the point: {a_name} did better at "
-                       f"{', '.join(points[i].label or str(i) for i in for_a)} and worse at "
-                       f"{', '.join(points[i].label or str(i) for i in for_b)}.", test, p)
+        return Verdict(NOT_DECIDED, f"{DEPENDS}: {a_name} did better at "
+                       f"{'; '.join(points[i].label or str(i) for i in for_a)}; and worse at "
+                       f"{'; '.join(points[i].label or str(i) for i in for_b)}.", test, p)
     if for_a or for_b:
         winner_is_a = bool(for_a)
         # with failures counted, the arm with the higher count is the one doing worse

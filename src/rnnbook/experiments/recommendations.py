@@ -90,8 +90,8 @@ def evidence(r: dict) -> dict:
     ev = {**r, "verdicts": verdicts, "source": "build", "complete": True, "cap": own}
     if long:
         ev.update(source="reference", complete=long["complete"], lags_done=long["lags_done"], cap=long["cap"],
-                  table=long["table"],
-                  budget=long["budget"], reference_lag=long["lag"], top_up_seeds=long["top_up_seeds"],
+                  table=long["table"], budget=long["budget"], reference_lag=long["lag"],
+                  top_up_seeds=long["top_up_seeds"],
                   numbers={**r["numbers"], **{k: long[k] for k in ("reach", "best_simple_reach", "best_gated_reach",
                                                                    "success_by_level")}})
     return ev
@@ -269,6 +269,11 @@ def advice(r: dict, clip: dict, verdicts: dict, failures: pd.DataFrame) -> dict:
                            "at the points the rule compares, a gated cell did worse than the simple RNN, so the "
                            "book's runs give no reason to expect an LSTM or GRU to remember further on its own "
                            "(the claims table gives the deciding point)." + rests("gated"))
+    elif v["gated"].why.startswith(V.DEPENDS):
+        a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach, r)} with Keras-default features. "
+                           "Whether an LSTM or GRU reaches further is not decided: a gated cell did better "
+                           "than the simple RNN at some points of the grid and worse at others (the claims "
+                           "table names them), so try both on your own features." + rests("gated"))
     else:
         a["advice_lag"] = (f"A simple RNN met the criterion {_lags(reach, r)} with Keras-default features; "
                            "whether a gated cell reaches further is open here." + rests("gated"))

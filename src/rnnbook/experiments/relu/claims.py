@@ -10,7 +10,9 @@ at, and what it counts:
   every interface level of the shortest lag (an equivalence claim: a tie reads "no difference
   detected", the honest answer; a significant loss is "contradicted");
 * **relu_memory** -- ReLU (orthogonal) reaches longer lags than tanh: successes at every
-  interface level and every lag beyond the shortest;
+  interface level and every lag beyond the shortest (:func:`memory_points`: a level at which
+  the lag ladder stopped one arm at the shortest lag, while the other met the criterion there, is
+  compared at the shortest lag, its only shared lag);
 * **gated** -- a gated cell (GRU, LSTM) reaches longer lags than tanh: the same points, for each
   gated cell of the grid;
 * **irnn** -- the IRNN does as well as a gated cell: successes at every point (equivalence, as
@@ -72,6 +74,31 @@ def points(runs: pd.DataFrame, a: str, b: str, by=("interface", "lag"), count: s
     return out
 
 
+def memory_points(runs: pd.DataFrame, a: str, b: str) -> list[Point]:
+    """The points of a memory claim (``a`` reaches longer lags than ``b``): per interface level,
+    the lags beyond the grid's shortest where both ran. A level where they share no such lag
+    (the lag ladder stopped one of them after the shortest lag) is compared at the shortest lag
+    when either met the criterion there: one arm learned where the other did not, which is a
+    difference of reach. A level where neither learned anything says nothing about reach and
+    gives no point.
+
+    Example:
+        >>> runs = pd.DataFrame({"label": ["a"] * 4 + ["b"] * 2, "interface": "he", "lag": [5, 5, 10, 10, 5, 5],
+        ...                      "success": [True] * 4 + [False] * 2, "record": [{"outcome": "success"}] * 6})
+        >>> [p.label for p in memory_points(runs, "a", "b")]
+        ['He-uniform, lag 5']
+    """
+    if runs.empty:
+        return []
+    shortest = int(runs["lag"].min())
+    out = []
+    for _, level in runs.groupby("interface", sort=False):
+        longer = points(level, a, b, where=lambda r: r["lag"] > shortest)
+        short = points(level, a, b, where=lambda r: r["lag"] == shortest)
+        out += longer or [p for p in short if p.a or p.b]
+    return out
+
+
 def improving(runs: pd.DataFrame) -> int:
     """Runs of ``runs`` censored while still improving (:func:`rnnbook.verdicts.still_improving`)."""
     return int(sum(verdicts.still_improving(r) for r in runs["record"]))
@@ -110,13 +137,13 @@ def claim_verdicts(lag: pd.DataFrame, lr: pd.DataFrame, width: pd.DataFrame, rol
     lag_min = int(lag["lag"].min()) if len(lag) else 0
     missing = Verdict(verdicts.NOT_DECIDED, "The grid lacks a configuration this claim compares.")
     v: dict[str, Verdict] = {}
-    short, longer = (lambda r: r["lag"] == lag_min), (lambda r: r["lag"] > lag_min)
+    short = lambda r: r["lag"] == lag_min  # noqa: E731
     v["relu_short"] = (decide(points(lag, relu, tanh, where=short), names=(relu, tanh))
                        if relu and tanh else missing)
-    v["relu_memory"] = (decide(points(lag, relu, tanh, where=longer), names=(relu, tanh))
+    v["relu_memory"] = (decide(memory_points(lag, relu, tanh), names=(relu, tanh))
                         if relu and tanh else missing)
     gated_pts = [Point(**{**p.__dict__, "label": f"{g}, {p.label}"})
-                 for g in (gated or []) for p in points(lag, g, tanh, where=longer)]
+                 for g in (gated or []) for p in memory_points(lag, g, tanh)]
     v["gated"] = decide(gated_pts, names=("gated cell", tanh)) if gated and tanh else missing
     v["irnn"] = (decide(points(lag, irnn, gated[0]), names=(irnn, gated[0])) if irnn and gated else missing)
     unstable = []
