@@ -40,7 +40,7 @@ def relu_result(verdicts, reach_base=10.0, width_fail=()):
 ALL = {"relu_short": Verdict(V.NO_DIFFERENCE, "a"), "relu_memory": Verdict(V.CONTRADICTED, "b"),
        "relu_unstable": Verdict(V.SUPPORTED, "c"), "gated": Verdict(V.NOT_DECIDED, "d"),
        "irnn": Verdict(V.CONTRADICTED, "e"), "interface": Verdict(V.SUPPORTED, "f")}
-CLIP = {"claim_clip": "supported", "claim_clip_why": "rescued", "claim_band": "not decided at this budget",
+CLIP = {"claim_clip": "supported", "claim_clip_why": "rescued", "claim_band": "not decided",
         "claim_band_why": "censored", "advice_clip_mode": "use global", "advice_threshold": "1x"}
 
 

@@ -1,5 +1,5 @@
 """The book's verdict rules, written once: how runs become "supported", "contradicted", "no
-difference detected", "not decided at this budget" or "premise not met".
+difference detected", "not decided" or "premise not met".
 
 Every trained claim compares two arms (A, the side the claim favours, against B) on counts of
 runs (successes, or failures), at one point or at several points of a grid:
@@ -14,11 +14,11 @@ runs (successes, or failures), at one point or at several points of a grid:
    everything else is the same.
 3. **Direction.** Points that differ in the claimed direction and none the other way:
    candidate **supported**; the other way only: candidate **contradicted**; both ways:
-   **not decided at this budget** (it depends on the point).
+   **not decided** (it depends on the point).
 4. **Censoring demotes.** A candidate verdict whose losing arm has runs that hit the cap while
    still improving (:func:`still_improving`) at a deciding point is **not decided at this
    budget**: the cap cut the loser short.
-5. **Ties.** No point differs: **not decided at this budget** if any run at any point hit the
+5. **Ties.** No point differs: **not decided** if any run at any point hit the
    cap while still improving, else **no difference detected**.
 
 Failure is one rule for every activation (:func:`failure_reason`): a run fails when it
@@ -34,7 +34,7 @@ Example:
     >>> decide([Point(a=3, n_a=4, b=3, n_b=4)]).word
     'no difference detected'
     >>> decide([Point(a=0, n_a=4, b=0, n_b=4, improving_a=4)]).word
-    'not decided at this budget'
+    'not decided'
     >>> decide([Point(a=4, n_a=4, b=0, n_b=4)], premise=False).word
     'premise not met'
 """
@@ -51,7 +51,7 @@ ALPHA = 0.05
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
 NO_DIFFERENCE = "no difference detected"
-NOT_DECIDED = "not decided at this budget"
+NOT_DECIDED = "not decided"
 PREMISE_NOT_MET = "premise not met"
 #: How the reason of a "not decided" verdict starts when points differ both ways.
 DEPENDS = "It depends on the point"
@@ -73,9 +73,9 @@ RULE_TEXT = (
     "Each claim compares the arm it favours (A) with the other (B) on counts of runs, with Fisher's exact "
     f"test (two-sided) at every point, Holm-adjusted over the points, at level {ALPHA:g}. A difference in "
     "the claimed direction at some point and none the other way is *supported*; the other way only, "
-    "*contradicted*; both ways, *not decided*. A difference is demoted to *not decided at this budget* "
+    "*contradicted*; both ways, *not decided*. A difference is demoted to *not decided* "
     "when the losing arm has runs that hit the cap while still improving (the cap cut the loser short). "
-    "No difference at any point is *no difference detected*, or *not decided at this budget* when runs hit "
+    "No difference at any point is *no difference detected*, or *not decided* when runs hit "
     "the cap while still improving. A claim whose premise was not met (an exploding setting that did not "
     "explode) is *premise not met*."
 )
