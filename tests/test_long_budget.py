@@ -274,3 +274,11 @@ def test_the_long_lag_clipping_comparison_is_read_once_the_lag_sweep_is_complete
     assert "collapse" not in partial and "waits for the lag sweep" in LB.coverage_text(partial, p["lags"])
     own = relu.collapse_answer({"long": partial, "collapse": "own", "params": {"max_updates": 50}})
     assert own["study"] == "own" and own["cap"] == 50 and "not recorded yet" in own["source"]
+
+
+def test_rate_edges_names_rates_at_an_end_of_the_grid():
+    grid = [0.0003, 0.001, 0.003]
+    assert LB.rate_edges({"a": 0.001}, grid) == "Every chosen rate lies inside the grid."
+    text = LB.rate_edges({"a": 0.0003, "b": 0.003, "c": 0.001}, grid)
+    assert text.startswith("At the smallest rate of the grid: a; at the largest rate of the grid: b;")
+    assert LB.rate_edges({}, grid) == ""

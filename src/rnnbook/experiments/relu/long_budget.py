@@ -275,8 +275,33 @@ def page(view: dict, own: dict) -> dict:
         "budget_rungs": ", ".join(f"{c:,}" for c in caps) or "none",
         "moved_claims": "; ".join(relu_claims.CLAIMS[k] for k in shown["moved"]) or "none",
         "ref_collapses": f"{sum(collapse.collapse(r).collapsed for r in read_runs)} of {len(read_runs)}",
+        "ref_tuning_lag": int(p["tuning_lag"]),
+        "ref_tuning_rates": ", ".join(f"{float(r):g}" for r in p["tuning_learning_rates"]),
+        "ref_chosen_rates": ("; ".join(f"{lab} {float(r):g}" for lab, r in view["rates"].items())
+                             if view.get("rates") else "not recorded yet"),
+        "ref_rate_edges": rate_edges(view.get("rates") or {}, p["tuning_learning_rates"]),
     }
     return {"values": values, "ladder": shown, "points": points, "source": "reference" if view["ready"] else "build"}
+
+
+def rate_edges(rates: dict, grid) -> str:
+    """A sentence naming the configurations whose chosen rate (``rates``: label -> rate) lies at
+    an end of the tuning ``grid``, where a rate beyond the grid might have done better.
+
+    Example:
+        >>> rate_edges({"GRU": 0.0003, "LSTM": 0.001}, [0.0003, 0.001, 0.003])
+        'At the smallest rate of the grid: GRU; a rate beyond the grid was not tried for them.'
+    """
+    grid = sorted(float(r) for r in grid)
+    if not rates or len(grid) < 2:
+        return ""
+    ends = {"smallest": [lab for lab, r in rates.items() if float(r) == grid[0]],
+            "largest": [lab for lab, r in rates.items() if float(r) == grid[-1]]}
+    found = [(end, labs) for end, labs in ends.items() if labs]
+    if not found:
+        return "Every chosen rate lies inside the grid."
+    text = "; ".join(f"at the {end} rate of the grid: {', '.join(labs)}" for end, labs in found)
+    return text[0].upper() + text[1:] + "; a rate beyond the grid was not tried for them."
 
 
 #: What :func:`front_values` writes, each as ``long_<key>``.
