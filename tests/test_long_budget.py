@@ -281,4 +281,5 @@ def test_rate_edges_names_rates_at_an_end_of_the_grid():
     assert LB.rate_edges({"a": 0.001}, grid) == "Every chosen rate lies inside the grid."
     text = LB.rate_edges({"a": 0.0003, "b": 0.003, "c": 0.001}, grid)
     assert text.startswith("At the smallest rate of the grid: a; at the largest rate of the grid: b;")
-    assert LB.rate_edges({}, grid) == ""
+    assert LB.rate_edges({}, grid) == "No tuning run is recorded yet."
+    assert LB.rate_edges({"a": 0.001}, [0.001]) == "The grid has one rate, so no other rate was tried."

@@ -293,8 +293,10 @@ def rate_edges(rates: dict, grid) -> str:
         'At the smallest rate of the grid: GRU; a rate beyond the grid was not tried for them.'
     """
     grid = sorted(float(r) for r in grid)
-    if not rates or len(grid) < 2:
-        return ""
+    if not rates:
+        return "No tuning run is recorded yet."
+    if len(grid) < 2:
+        return "The grid has one rate, so no other rate was tried."
     ends = {"smallest": [lab for lab, r in rates.items() if float(r) == grid[0]],
             "largest": [lab for lab, r in rates.items() if float(r) == grid[-1]]}
     found = [(end, labs) for end, labs in ends.items() if labs]
