@@ -119,6 +119,14 @@ def test_a_censored_still_improving_loser_is_not_decided():
     assert v.word == V.NOT_DECIDED and "still improving" in v.why
 
 
+def test_the_irnn_is_compared_with_the_lstm_as_le_et_al_did():
+    spec = {(IRNN, "keras", 10): "c" * 8, ("GRU", "keras", 10): "s" * 8, ("LSTM", "keras", 10): "c" * 8}
+    v = verdicts_of(spec)["irnn"]
+    assert v.word == V.NO_DIFFERENCE and "LSTM" in v.why, v
+    without = {k: x for k, x in spec.items() if k[0] != "LSTM"}
+    assert verdicts_of(without)["irnn"].word == V.CONTRADICTED  # the first gated cell when there is no LSTM
+
+
 def test_gated_and_short_lags():
     spec = {(TANH, "keras", 2): "s" * 8, (RELU, "keras", 2): "c" * 8, ("GRU", "keras", 2): "s" * 8,
             (TANH, "keras", 40): "c" * 8, ("GRU", "keras", 40): "s" * 8, ("LSTM", "keras", 40): "s" * 8}

@@ -15,8 +15,8 @@ at, and what it counts:
   compared at the shortest lag, its only shared lag);
 * **gated** -- a gated cell (GRU, LSTM) reaches longer lags than tanh: the same points, for each
   gated cell of the grid;
-* **irnn** -- the IRNN does as well as a gated cell: successes at every point (equivalence, as
-  relu_short);
+* **irnn** -- the IRNN does as well as an LSTM, the cell Le et al. compared it with (the grid's
+  first gated cell when it has no LSTM): successes at every point (equivalence, as relu_short);
 * **relu_unstable** -- ReLU fails more often than tanh under aggressive settings: failures
   (:func:`rnnbook.verdicts.failure_reason`: diverged, dead or never above chance), pooled over
   the unclipped learning-rate sweep and over the width sweep (two points);
@@ -45,7 +45,7 @@ CLAIMS = {
     "relu_short": "For short sequences ReLU is fine (as good as tanh)",
     "relu_memory": "ReLU helps against vanishing gradients: it reaches longer lags than tanh",
     "gated": "LSTM and GRU reach longer lags than a simple RNN",
-    "irnn": "The IRNN trains about as well as a gated cell",
+    "irnn": "The IRNN trains about as well as an LSTM",
     "relu_unstable": "ReLU is less stable than tanh (fails more often at large learning rates or widths)",
     "interface": "The CNN-to-RNN interface decides whether a configuration learns",
 }
@@ -145,7 +145,8 @@ def claim_verdicts(lag: pd.DataFrame, lr: pd.DataFrame, width: pd.DataFrame, rol
     gated_pts = [Point(**{**p.__dict__, "label": f"{g}, {p.label}"})
                  for g in (gated or []) for p in memory_points(lag, g, tanh)]
     v["gated"] = decide(gated_pts, names=("gated cell", tanh)) if gated and tanh else missing
-    v["irnn"] = (decide(points(lag, irnn, gated[0]), names=(irnn, gated[0])) if irnn and gated else missing)
+    partner = ("LSTM" if "LSTM" in gated else gated[0]) if gated else None
+    v["irnn"] = decide(points(lag, irnn, partner), names=(irnn, partner)) if irnn and partner else missing
     unstable = []
     if relu and tanh and len(lr):
         lr_f = with_failures(lr[lr["clip_mode"] == "none"])
