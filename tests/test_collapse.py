@@ -264,6 +264,9 @@ def test_fig_collapse_draws_both_arms_on_one_time_axis_and_marks_the_collapse():
     assert [list(ln.get_ydata()) for ln in data[:2]] == [COLLAPSING, [0.3, 0.95]]
     assert bottom.get_yscale() == "log" and top.get_shared_x_axes().joined(top, bottom)
     assert [ln for ln in top.lines if list(ln.get_xdata()) == [75.0, 75.0]], "the collapse is not marked"
+    fig.canvas.draw()
+    norms = [t.get_text() for t in bottom.get_yticklabels() if t.get_text()]
+    assert norms and not [t for t in norms if "^" in t or "times" in t], norms  # 2, 5, 10, not 2x10^0
 
 
 def test_the_example_is_the_largest_fall_when_nothing_collapsed():

@@ -290,6 +290,7 @@ def fig_collapse(curves: pd.DataFrame, shown: pd.Series | None, chance: float, t
     sns.lineplot(data=finite, x="updates", y="gradient norm (largest since the last check)", marker="o",
                  markersize=3, errorbar=None, ax=bottom, legend=False, **style)
     bottom.set_yscale("log")
+    plots.plain_log_ticks(bottom, subs=(1, 2, 5))
     top.axhline(chance, ls=":", lw=1, color="0.4", label=f"chance ({chance:.2f})")
     top.axhline(target, ls="--", lw=0.8, color="0.6", label=f"target ({target:.2f})")
     clip = curves["threshold"].dropna()
