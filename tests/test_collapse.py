@@ -214,6 +214,41 @@ def test_the_comparison_reuses_the_lag_sweep_and_clips_at_the_pilot_threshold():
     assert list(shown["collapses, no clipping"])[0].startswith("6 of 10: 0.60 [")
 
 
+def planted_steps(ratio):
+    """``steps(config, seeds)`` on planted measurements: unclipped updates of norm 1, clipped ones
+    of ``ratio``, half of the clipped updates clipped."""
+    calls = []
+
+    def steps(config, seeds):
+        calls.append((config, list(seeds)))
+        clipped = config.clip_mode != "none"
+        return [{"update_norm": [ratio if clipped else 1.0] * 3, "clip_share": [1.0, 0.0] if clipped else [0.0]}
+                for _ in seeds]
+
+    steps.calls = calls
+    return steps
+
+
+@pytest.mark.parametrize("ratio, matched", [(0.95, True), (0.5, False)])
+def test_the_matched_step_check_measures_both_arms_first_updates(ratio, matched):
+    steps = planted_steps(ratio)
+    res = study_mod.study(PARAMS, lag_frame({(TANH, "simple_rnn", 10): "ss"}), grid, planted_run(), "keras", steps)
+    t = res["steps"]
+    assert list(t["ratio"]) == [pytest.approx(ratio)] and list(t["matched"]) == [matched]
+    assert list(t["share_clipped"]) == [0.5]
+    assert [(c.clip_mode, c.max_updates, s) for c, s in steps.calls] == [
+        ("none", study_mod.STEP_UPDATES, [0, 1]), ("global_clipnorm", study_mod.STEP_UPDATES, [0, 1])]
+    text = study_mod.page_values(res)["collapse_steps"]
+    assert f"{ratio:.2f} times" in text
+    assert ("the unclipped arm is itself the control" in text) == matched
+    assert ("was not trained" in text) == (not matched)
+
+
+def test_without_a_step_measure_the_check_is_empty():
+    res = study_mod.study(PARAMS, lag_frame({(TANH, "simple_rnn", 10): "ss"}), grid, planted_run(), "keras")
+    assert res["steps"].empty and study_mod.steps_text(res["steps"]).startswith("No step was measured")
+
+
 def test_no_collapse_without_clipping_is_premise_not_met():
     res = study_mod.study(PARAMS, lag_frame({(TANH, "simple_rnn", 10): "ss"}), grid, planted_run(()), "keras")
     assert {v.word for v in res["verdicts"].values()} == {V.PREMISE_NOT_MET}

@@ -52,6 +52,7 @@ from rnnbook.experiments.clipping.options import (  # noqa: F401 - the chapter's
     optimizer_spike_table, overflow_gain, overflow_table, real_overflow)
 from rnnbook.experiments.common import (ExperimentError, PASCANU_BAND, display_table, outcomes,  # noqa: F401
                                         parse_rnn_config, wilson_interval)
+from rnnbook.steps import MATCH_TOLERANCE
 from rnnbook.training import TrainConfig
 from rnnbook.verdicts import Point, decide
 
@@ -68,9 +69,8 @@ N_FIXED = 64
 #: The arms of the comparison at the exploding rate: key -> label.
 ARM_LABELS = {"none": "no clipping", "global_clipnorm": "global_clipnorm", "matched": "no clipping, matched step",
               "clipnorm": "clipnorm, step-matched", "clipvalue": "clipvalue, step-matched"}
-#: A step-matched arm's measured median step is within this share of ``global_clipnorm``'s, or
-#: :data:`MATCH_ROUNDS` rescalings were spent (:func:`match_step`).
-MATCH_TOLERANCE = 0.1
+#: A step-matched arm's measured median step is within :data:`rnnbook.steps.MATCH_TOLERANCE` of
+#: ``global_clipnorm``'s, or :data:`MATCH_ROUNDS` rescalings were spent (:func:`match_step`).
 MATCH_ROUNDS = 3
 #: The claims of the chapter, by key (``claim_<key>`` in :func:`results`).
 CLAIMS = {"clip": "Clipping (global_clipnorm) rescues the exploding setting: it reaches the criterion more often "

@@ -30,7 +30,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnbook import sweeps, verdicts as V
+from rnnbook import steps, sweeps, verdicts as V
 from rnnbook.experiments import reruns
 from rnnbook.experiments.relu import claims as relu_claims, collapse as relu_collapse
 from rnnbook.experiments.common import (ExperimentError, ROLES, encoder_ceiling, outcomes,
@@ -381,7 +381,8 @@ def results(params: dict, ceiling: dict | None = None, long_budget_reader=None, 
     out["lr"] = run(*lr_grid(p, target), p["seeds"], "relu: learning rate")  # short runs: before the long lags
     out["width"] = run(*width_grid(p, target), p["seeds"], "relu: width")
     out["lag"] = lag_sweep(p, target, out["rates"])
-    out["collapse"] = relu_collapse.study(p, out["lag"], collapse_grid(p, target, out["rates"]), run, BASELINE)
+    out["collapse"] = relu_collapse.study(p, out["lag"], collapse_grid(p, target, out["rates"]), run, BASELINE,
+                                          steps.steps_of)
     out["memo"] = run(*memo_grid(p, target), p["seeds"], "relu: memorisation")
     out["table"] = success_table(out["lag"])
     out["reach"] = reach_table(out["table"], p["interfaces"])

@@ -15,6 +15,12 @@ sequences, the criterion and the cap), at the lags where a simple RNN only just 
   *global_clipnorm* at a threshold set by Pascanu et al.'s §3.2 heuristic:
   ``collapse_clip_multiple`` times the average gradient norm of the unclipped runs at that point
   over their first :data:`PILOT_UPDATES` updates (:func:`rnnbook.collapse.pilot_norm`).
+* **The matched-step check** (:func:`step_check`): both arms' measured steps
+  (:func:`rnnbook.steps.measure_steps`) over their first :data:`STEP_UPDATES` updates on the
+  first :data:`STEP_SEEDS` seeds. Under Adam, clipping rescales the gradient before the
+  optimiser normalises it, so the clipped runs' median step may equal the unclipped runs'; when
+  the two lie within :data:`rnnbook.steps.MATCH_TOLERANCE`, the unclipped arm is itself the
+  control at the clipped runs' measured step (the clipping chapter trains that control apart).
 * **Verdicts** (:func:`claim_verdicts`), by the book's one rule: clipping makes collapses rarer
   (Fisher on collapse counts) and reaches the criterion sooner (log-rank), Holm-adjusted over the
   points; no unclipped run collapsing is "premise not met".
@@ -34,7 +40,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from rnnbook import collapse as rule, verdicts as V
+from rnnbook import collapse as rule, steps as measured, verdicts as V
 from rnnbook.experiments.common import fmt_ci, wilson_interval
 from rnnbook.experiments.relu.claims import improving
 from rnnbook.verdicts import Point, Verdict, decide
@@ -43,6 +49,9 @@ from rnnbook.verdicts import Point, Verdict, decide
 PARAMS = ("collapse_seeds", "collapse_lag_count", "collapse_clip_multiple")
 #: The average gradient norm is taken over the unclipped runs' check intervals up to this update.
 PILOT_UPDATES = 200
+#: The matched-step check measures each arm's first updates on the first seeds of the comparison.
+STEP_UPDATES = 100
+STEP_SEEDS = 2
 #: The arms: ``clip_mode`` -> label.
 ARMS = {"none": "no clipping", "global_clipnorm": "global_clipnorm"}
 #: The claims, by key, as the page states them.
@@ -86,18 +95,20 @@ def annotate(runs: pd.DataFrame) -> pd.DataFrame:
                        drop=[c.drop for c in found], collapse_how=[c.how for c in found])
 
 
-def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str) -> dict:
+def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None) -> dict:
     """Run (or load) the comparison. ``grid(lag, labels)`` gives the lag sweep's ``(configs,
     labels, levels)`` of ``labels`` at ``lag`` and the baseline level; ``run(configs, labels,
-    seeds, desc, levels)`` is the chapter's :func:`run`.
+    seeds, desc, levels)`` is the chapter's :func:`run`; ``steps(config, seeds)`` measures the
+    first updates (:func:`rnnbook.steps.steps_of`; None: no matched-step check).
 
     Keys: ``wanted`` (``collapse_lag_count``), ``points`` (:func:`long_lags`), ``runs`` (one row per
     run of both arms: ``arm``, ``pilot_norm``, ``threshold``, ``added`` (a run the lag sweep did
     not have) and :func:`annotate`'s columns), ``table`` (:func:`rates_table`), ``verdicts``
-    (:func:`claim_verdicts`), ``seeds`` and ``multiple``."""
+    (:func:`claim_verdicts`), ``steps`` (:func:`step_check`), ``seeds`` and ``multiple``."""
     seeds, multiple = [int(s) for s in p["collapse_seeds"]], float(p["collapse_clip_multiple"])
     points = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline)
-    out = {"wanted": int(p["collapse_lag_count"]), "points": points, "seeds": seeds, "multiple": multiple}
+    out = {"wanted": int(p["collapse_lag_count"]), "points": points, "seeds": seeds, "multiple": multiple,
+           "steps": step_check([], seeds, steps)}
     grids = [grid(lag, labels) for lag, labels in points]
     configs = [c for g in grids for c in g[0]]
     labels = [lab for g in grids for lab in g[1]]
@@ -107,13 +118,14 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str) -> dict:
         out["table"], out["verdicts"] = rates_table(out["runs"]), claim_verdicts(out["runs"])
         return out
     plain = run(configs, labels, seeds, "relu: long lags, no clipping", levels).assign(arm="none")
-    clipped_configs, clipped_labels, clipped_levels, norms = [], [], [], {}
+    clipped_configs, clipped_labels, clipped_levels, norms, pairs = [], [], [], {}, []
     for config, label, level in zip(configs, labels, levels):
         point = plain[(plain["label"] == label) & (plain["lag"] == config.lag)]
         norms[(label, int(config.lag))] = average = rule.pilot_norm(point["record"], PILOT_UPDATES)
         c = threshold(average, multiple)
         if math.isfinite(c):
             clipped_configs.append(dataclasses.replace(config, clip_mode="global_clipnorm", clip_threshold=c))
+            pairs.append((label, config, clipped_configs[-1]))
             clipped_labels.append(label)
             clipped_levels.append(level)
     parts = [plain]
@@ -121,6 +133,7 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str) -> dict:
         parts.append(run(clipped_configs, clipped_labels, seeds, "relu: long lags, global_clipnorm",
                          clipped_levels).assign(arm="global_clipnorm"))
     runs = pd.concat(parts, ignore_index=True)
+    out["steps"] = step_check(pairs, seeds, steps)  # once both arms are in hand
     runs["pilot_norm"] = [norms.get((lab, int(lag)), math.nan) for lab, lag in zip(runs["label"], runs["lag"])]
     runs["threshold"] = [threshold(a, multiple) for a in runs["pilot_norm"]]
     swept = set(zip(lag_runs["label"], lag_runs["interface"], lag_runs["lag"].astype(int), lag_runs["seed"].astype(int)))
@@ -130,6 +143,55 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str) -> dict:
     out["runs"] = annotate(runs)
     out["table"], out["verdicts"] = rates_table(out["runs"]), claim_verdicts(out["runs"])
     return out
+
+
+def step_check(pairs, seeds, steps) -> pd.DataFrame:
+    """Per point (``pairs``: a label, an unclipped configuration and its clipped twin), both arms'
+    median update norm over their first :data:`STEP_UPDATES` updates on the first
+    :data:`STEP_SEEDS` of ``seeds`` (``steps(config, seeds)``: the measured steps), the ratio
+    clipped / unclipped, the share of updates clipped, and ``matched``: the ratio within
+    :data:`rnnbook.steps.MATCH_TOLERANCE` of 1. Empty without ``steps`` or pairs."""
+    columns = ["label", "lag", "median_update_none", "median_update_clip", "ratio", "share_clipped", "matched"]
+    if steps is None or not pairs:
+        return pd.DataFrame(columns=columns)
+    probe_seeds = list(seeds)[:STEP_SEEDS]
+    rows = []
+    for label, plain, clipped in pairs:
+        a, b = (steps(dataclasses.replace(c, max_updates=STEP_UPDATES), probe_seeds) for c in (plain, clipped))
+        none, clip = measured.median_step(a), measured.median_step(b)
+        ratio = clip / none if none > 0 else math.nan
+        rows.append({"label": label, "lag": int(plain.lag), "median_update_none": none,
+                     "median_update_clip": clip, "ratio": ratio,
+                     "share_clipped": measured.median_step(b, "clip_share", np.mean),
+                     "matched": bool(np.isfinite(ratio) and abs(ratio - 1) <= measured.MATCH_TOLERANCE)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def steps_text(table: pd.DataFrame) -> str:
+    """The matched-step check in a few sentences (Markdown).
+
+    Example:
+        >>> t = pd.DataFrame({"label": ["tanh"], "lag": [80], "ratio": [0.97], "share_clipped": [0.4],
+        ...                   "matched": [True]})
+        >>> print(steps_text(t))  # doctest: +ELLIPSIS
+        Over their first 100 updates on 2 seeds, the clipped runs' median update was 0.97 times ...
+    """
+    if table.empty:
+        return "No step was measured: there is no long lag with a clipped arm."
+    each = "; ".join(f"{r['label']} at lag {int(r['lag'])}; {100 * r['share_clipped']:.0f} % of the updates clipped"
+                     for _, r in table.iterrows())
+    ratios = ", ".join(f"{r:.2f}" for r in table["ratio"])
+    text = (f"Over their first {STEP_UPDATES} updates on {STEP_SEEDS} seeds, the clipped runs' median update was "
+            f"{ratios} times the unclipped runs' ({each}). ")
+    tol = f"{100 * measured.MATCH_TOLERANCE:.0f} %"
+    if bool(table["matched"].all()):
+        return text + (f"Within {tol}, clipping left the typical step as it was, so the unclipped arm is itself "
+                       "the control at the clipped runs' measured step: a difference between the arms is not "
+                       "the effect of shorter steps.")
+    off = _and([f"{r['label']} at lag {int(r['lag'])}" for _, r in table[~table["matched"]].iterrows()])
+    return text + (f"At {off} the steps differ by more than {tol}, so there the clipped runs also took shorter "
+                   "steps; a control at their measured step (unclipped Adam at the learning rate times the "
+                   "ratio) was not trained, and a difference there may be the shorter step's.")
 
 
 def _arm_counts(part: pd.DataFrame, tag: str) -> dict:
@@ -334,6 +396,7 @@ def page_values(res: dict) -> dict:
         short = (f" The lag sweep had only {len(lags)} such lag{'s' if len(lags) > 1 else ''}, fewer than the "
                  f"{res['wanted']} asked for." if len(lags) < res["wanted"] else "")
         vals["collapse_where"] = f"The long lags and the simple RNNs the lag sweep ran there: {where}.{short}"
+    vals["collapse_steps"] = steps_text(res.get("steps", pd.DataFrame()))
     vals["collapse_thresholds"] = "; ".join(
         f"{r['label']} at lag {int(r['lag'])}: average norm {r['pilot_norm']:.3g}, threshold {r['threshold']:.3g}"
         for _, r in table.iterrows() if np.isfinite(r["threshold"])) or "none"
