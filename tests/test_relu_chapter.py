@@ -347,3 +347,22 @@ def test_the_lag_sweep_tops_up_mixed_points_and_stops_a_ladder_at_its_first_fail
     assert calls[2] == ("relu: lag 4, more seeds", [4], ["A"], [5, 6], ["keras"])
     assert calls[3][1:3] == ([8], ["A"])  # A succeeded at lag 4 (one seed): its ladder goes on
     assert len(runs[(runs["label"] == "A") & (runs["lag"] == 4)]) == 4
+
+
+def test_the_planner_keeps_the_ladder_stops_it_knows_beyond_the_first_unrecorded_lag(monkeypatch):
+    """Lag 2 is recorded (B learned nothing there: its ladder stopped), lag 4 is not: the plan has
+    lag 2's runs once, and A alone at lags 4 and 8 with every seed and top-up seed."""
+    def fake_run(configs, labels, seeds, desc, interfaces=None):
+        return pd.DataFrame([{"label": lab, "interface": key, "lag": c.lag, "seed": s, "success": lab == "A"}
+                             for c, lab, key in zip(configs, labels, interfaces) for s in seeds])
+
+    monkeypatch.setattr(relu, "run", fake_run)
+    monkeypatch.setattr(relu, "_cached_record", lambda c: {} if c.lag == 2 else None)
+    monkeypatch.setattr(relu, "lag_grid", lambda p, t, r, lags, keep=lambda lab, key: True: relu.grid_frame(
+        [(relu.at_lag(relu.TrainConfig(task="recall", max_updates=4, learning_rate=0.1 if lab == "A" else 0.2), lag),
+          lab, "keras") for lab in ("A", "B") for lag in lags if keep(lab, "keras")]))
+    p = {"lags": [2, 4, 8], "seeds": [0, 1], "top_up_seeds": [5, 6], "lag_ladder": True}
+    planned = relu.planned_lag_runs(p, 0.9, {})
+    by_lag = {lag: sorted((c.learning_rate, c.seed) for c in planned if c.lag == lag) for lag in (2, 4, 8)}
+    assert by_lag[2] == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
+    assert by_lag[4] == by_lag[8] == [(0.1, s) for s in (0, 1, 5, 6)]  # B's ladder stopped at lag 2

@@ -251,12 +251,14 @@ class _Unknown(Exception):
 
 def planned_lag_runs(p: dict, target_acc: float, rates: dict[str, float]) -> list[TrainConfig]:
     """The lag sweep's runs as :func:`lag_sweep` would run them, its ladder and top-ups decided by
-    the records there are; from the first lag with a run not recorded, every point of every
-    remaining lag with all seeds (an upper bound)."""
+    the records there are; from the first lag with a run not recorded, every point the ladder
+    has not stopped yet, at every remaining lag, with all seeds and top-ups (an upper bound)."""
     planned: list[TrainConfig] = []
+    alive: dict[int, set] = {}  # lag -> the (label, level) points the ladder still runs there
 
     def runner(configs, labels, seeds, desc, interfaces=None):
         runs = sweeps.with_seeds(configs, seeds)
+        alive.setdefault(int(configs[0].lag), set(zip(labels, interfaces or [None] * len(labels))))
         planned.extend(runs)
         if any(_cached_record(c) is None for c in runs):
             raise _Unknown(int(configs[0].lag))
@@ -266,7 +268,9 @@ def planned_lag_runs(p: dict, target_acc: float, rates: dict[str, float]) -> lis
         lag_sweep(p, target_acc, rates, runner)
     except _Unknown as unknown:
         rest = [int(x) for x in p["lags"] if int(x) >= unknown.lag]
-        planned += sweeps.with_seeds(lag_grid(p, target_acc, rates, rest)[0],
+        points = alive[unknown.lag]
+        planned = [c for c in planned if int(c.lag) < unknown.lag]
+        planned += sweeps.with_seeds(lag_grid(p, target_acc, rates, rest, lambda lab, key: (lab, key) in points)[0],
                                      list(p["seeds"]) + list(p["top_up_seeds"]))
     return planned
 
