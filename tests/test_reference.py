@@ -77,6 +77,21 @@ def test_store_appends_and_reads_back_and_survives_a_cut_member(tmp_path):
     assert path.read_bytes().startswith(data)
 
 
+def test_a_stored_measurement_is_measured_once_and_keyed_by_the_protocol(tmp_path):
+    calls = []
+
+    def measure(config):
+        calls.append(config.seed)
+        return {"update_norm": [0.5, float(config.seed)]}
+
+    a = R.stored_call("steps", measure, TrainConfig(seed=1), tmp_path)
+    assert a == {"update_norm": [0.5, 1.0]} and calls == [1]
+    assert R.stored_call("steps", measure, TrainConfig(seed=1), tmp_path) == a and calls == [1]  # read back
+    R.stored_call("steps", measure, TrainConfig(seed=2), tmp_path)
+    assert calls == [1, 2] and len(list((tmp_path / "steps").glob("*.json"))) == 2
+    assert not list((tmp_path / "steps").glob("*.tmp"))
+
+
 def test_the_budget_ladder_reads_lower_caps_from_one_run():
     rec = _record("success", checks=(25, 50, 75, 100), val=(0.1, 0.5, 0.8, 0.95))
     assert R.outcome_at(rec, 50)["outcome"] == "censored"

@@ -221,6 +221,24 @@ def append(config, record: dict, name: str, directory: str | Path | None = None)
         f.write(text)
 
 
+def stored_call(name: str, fn, config, directory: str | Path | None = None):
+    """``fn(config)`` (a JSON-serialisable measurement), kept in the store as
+    ``<name>/<protocol key>.json`` and keyed like the records (:func:`protocol_key`), so it is
+    measured once (by the reference computation) and shipped; measured here only when missing.
+    Returns the value as read back from JSON, the same on the first call and after."""
+    folder = (Path(directory) if directory is not None else store_dir()) / name
+    path = folder / f"{protocol_key(config)}.json"
+    if path.exists():
+        return json.loads(path.read_text())["value"]
+    text = json.dumps({"config": config.to_dict(), "value": fn(config), "provenance": provenance()},
+                      sort_keys=True, default=_json_default, allow_nan=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # a reader never sees half a file
+    return json.loads(text)["value"]
+
+
 def _json_default(obj):
     if isinstance(obj, np.integer):
         return int(obj)

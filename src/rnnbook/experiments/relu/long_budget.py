@@ -25,6 +25,8 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
 from rnnbook import collapse, reference, steps, sweeps
@@ -68,10 +70,11 @@ def _recorded(configs, labels, seeds, desc, interfaces=None) -> pd.DataFrame:
 
 
 def shipped_steps(config, seeds) -> list[dict]:
-    """:func:`rnnbook.steps.steps_of`, cached beside the shipped records (``steps/`` of
-    :func:`rnnbook.reference.store_dir`): the reference computation measures the long-lag
-    comparison's steps once and ships them; a change to the measuring code re-measures them."""
-    return steps.steps_of(config, seeds, cache_dir=reference.store_dir() / STEPS_DIR)
+    """:func:`rnnbook.steps.measure_steps` of ``config`` at each seed, kept beside the shipped
+    records (:func:`rnnbook.reference.stored_call`, folder :data:`STEPS_DIR`) and keyed like
+    them: the reference computation measures the long-lag comparison's steps once and ships them."""
+    return [reference.stored_call(STEPS_DIR, steps.measure_steps, dataclasses.replace(config, seed=int(s)))
+            for s in seeds]
 
 
 def read(params: dict, target_acc: float) -> dict:
