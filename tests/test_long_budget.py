@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from rnnbook import sweeps
+from rnnbook import reference, steps, sweeps
 from rnnbook.book.parameters_cell import declared_parameters
 from rnnbook.experiments import relu
 from rnnbook.experiments.relu import long_budget as LB
@@ -46,9 +46,13 @@ def _outcome(config) -> int | None:
 
 
 @pytest.fixture
-def store(monkeypatch):
-    """A fake store holding the runs whose config ``recorded(config)`` accepts; training raises."""
-    state = {"recorded": lambda c: True}
+def store(monkeypatch, tmp_path):
+    """A fake store holding the runs whose config ``recorded(config)`` accepts; training raises;
+    step measurements are planted (every update of norm 1) and kept in ``tmp_path``."""
+    state = {"recorded": lambda c: True, "measured": []}
+    monkeypatch.setenv(reference.STORE_ENV, str(tmp_path))
+    monkeypatch.setattr(steps, "measure_steps", lambda c: state["measured"].append(c) or
+                        {"update_norm": [1.0, 1.0], "clip_share": [0.5, 0.5]})
 
     def cached(config):
         return _record(_outcome(config)) if state["recorded"](config) else None
@@ -265,6 +269,10 @@ def test_the_long_lag_clipping_comparison_is_read_once_the_lag_sweep_is_complete
     assert out["coverage"]["collapse"] and LB.coverage_text(out, p["lags"]).startswith("The reference computation is complete")
     study = out["collapse"]
     assert study["points"] == [(10, ["tanh + orthogonal", "ReLU + orthogonal"]), (20, ["tanh + orthogonal"])]
+    # both arms' steps, measured once per configuration and seed and kept beside the records
+    assert list(study["steps"]["matched"]) == [True] * 3 and len(store["measured"]) == 3 * 2 * 2
+    LB.read(p, 0.9)
+    assert len(store["measured"]) == 3 * 2 * 2
     assert set(study["runs"]["arm"]) == set(relu_collapse.ARMS) and len(study["runs"]) == 18
     # the page shows the reference's comparison, and says so; without it, the build's own
     shown = relu.collapse_answer({"long": out, "collapse": "own", "params": {"max_updates": 50}})
