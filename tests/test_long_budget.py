@@ -51,6 +51,7 @@ def store(monkeypatch, tmp_path):
     step measurements are planted (every update of norm 1) and kept in ``tmp_path``."""
     state = {"recorded": lambda c: True, "measured": []}
     monkeypatch.setenv(reference.STORE_ENV, str(tmp_path))
+    monkeypatch.setenv(reference.MODE_ENV, "write")  # as the reference computation measures them
     monkeypatch.setattr(steps, "measure_steps", lambda c: state["measured"].append(c) or
                         {"update_norm": [1.0, 1.0], "clip_share": [0.5, 0.5]})
 

@@ -221,15 +221,18 @@ def append(config, record: dict, name: str, directory: str | Path | None = None)
         f.write(text)
 
 
-def stored_call(name: str, fn, config, directory: str | Path | None = None):
+def stored_call(name: str, fn, config, directory: str | Path | None = None, compute: bool = True):
     """``fn(config)`` (a JSON-serialisable measurement), kept in the store as
     ``<name>/<protocol key>.json`` and keyed like the records (:func:`protocol_key`), so it is
     measured once (by the reference computation) and shipped; measured here only when missing.
-    Returns the value as read back from JSON, the same on the first call and after."""
+    Returns the value as read back from JSON, the same on the first call and after;
+    ``compute=False`` only looks (None when it is not stored)."""
     folder = (Path(directory) if directory is not None else store_dir()) / name
     path = folder / f"{protocol_key(config)}.json"
     if path.exists():
         return json.loads(path.read_text())["value"]
+    if not compute:
+        return None
     text = json.dumps({"config": config.to_dict(), "value": fn(config), "provenance": provenance()},
                       sort_keys=True, default=_json_default, allow_nan=True)
     folder.mkdir(parents=True, exist_ok=True)

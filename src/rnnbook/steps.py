@@ -21,11 +21,13 @@ import math
 
 import numpy as np
 
-from rnnbook import sweeps
+from rnnbook import reference, sweeps
 from rnnbook.training import TrainConfig
 
 #: Two median steps are the same measured step when they differ by at most this share.
 MATCH_TOLERANCE = 0.1
+#: The folder of the reference store (:func:`rnnbook.reference.store_dir`) with shipped steps.
+STORE_FOLDER = "steps"
 
 
 def clipped_gradient(grads, mode: str, threshold: float) -> list[np.ndarray]:
@@ -110,3 +112,18 @@ def median_step(measured: list[dict], key: str = "update_norm", stat=np.median) 
     values = np.asarray([v for m in measured for v in m.get(key, [])], float)
     values = values[np.isfinite(values)]
     return float(stat(values)) if values.size else math.nan
+
+
+def stored_steps(config: TrainConfig, seeds) -> list[dict]:
+    """:func:`measure_steps` of ``config`` at each seed, as the reference protocol keeps them:
+    read from the store when shipped there (:func:`rnnbook.reference.stored_call`, folder
+    :data:`STORE_FOLDER`); measured into it while the reference is computed (``rnnbook build
+    --recompute``); otherwise measured into the run cache (:func:`steps_of`), so that a build
+    never adds files to the shipped store."""
+    writing = reference.mode() == "write"
+    out = []
+    for s in seeds:
+        config_s = dataclasses.replace(config, seed=int(s))
+        value = reference.stored_call(STORE_FOLDER, measure_steps, config_s, compute=writing)
+        out.append(value if value is not None else steps_of(config_s, [s])[0])
+    return out

@@ -386,7 +386,7 @@ def results(params: dict, ceiling: dict | None = None, long_budget_reader=None, 
     out["width"] = run(*width_grid(p, target), p["seeds"], "relu: width")
     out["lag"] = lag_sweep(p, target, out["rates"])
     out["collapse"] = relu_collapse.study(p, out["lag"], collapse_grid(p, target, out["rates"]), run, BASELINE,
-                                          steps.steps_of)
+                                          steps.stored_steps)
     out["memo"] = run(*memo_grid(p, target), p["seeds"], "relu: memorisation")
     out["table"] = success_table(out["lag"])
     out["reach"] = reach_table(out["table"], p["interfaces"])

@@ -25,11 +25,9 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
 
-from rnnbook import collapse, reference, steps, sweeps
+from rnnbook import collapse, steps, sweeps
 from rnnbook.experiments import relu
 from rnnbook.experiments.common import wilson_interval
 from rnnbook.experiments.relu import claims as relu_claims, collapse as relu_collapse, ladder
@@ -39,8 +37,6 @@ from rnnbook.verdicts import Verdict
 NOT_COMPUTED = "not computed yet"
 #: The reason such a claim's cell gives.
 WHY_NOT_COMPUTED = "The runs that decide it are not recorded yet."
-#: The folder of the store (:func:`rnnbook.reference.store_dir`) with the measured steps it ships.
-STEPS_DIR = "steps"
 #: Claims decided by the stability sweeps, not by the lag sweep or the ablation.
 STABILITY_CLAIMS = ("relu_unstable",)
 #: Claims decided at the lags beyond the shortest: not computed while only one lag is complete.
@@ -67,14 +63,6 @@ def _recorded(configs, labels, seeds, desc, interfaces=None) -> pd.DataFrame:
     if found < planned:
         raise _Missing(int(configs[0].lag), found, planned, desc)
     return relu.run(configs, labels, seeds, desc, interfaces)
-
-
-def shipped_steps(config, seeds) -> list[dict]:
-    """:func:`rnnbook.steps.measure_steps` of ``config`` at each seed, kept beside the shipped
-    records (:func:`rnnbook.reference.stored_call`, folder :data:`STEPS_DIR`) and keyed like
-    them: the reference computation measures the long-lag comparison's steps once and ships them."""
-    return [reference.stored_call(STEPS_DIR, steps.measure_steps, dataclasses.replace(config, seed=int(s)))
-            for s in seeds]
 
 
 def read(params: dict, target_acc: float) -> dict:
@@ -130,7 +118,7 @@ def read(params: dict, target_acc: float) -> dict:
     if cov["lag_next"] is None and len(out["lag"]):  # the long lags are known once every ladder has ended
         try:
             out["collapse"] = relu_collapse.study(p, out["lag"], relu.collapse_grid(p, target_acc, out["rates"]),
-                                                  _recorded, relu.BASELINE, shipped_steps)
+                                                  _recorded, relu.BASELINE, steps.stored_steps)
             cov["collapse"] = True
         except _Missing as missing:
             cov["collapse_found"], cov["collapse_planned"] = missing.found, missing.planned
