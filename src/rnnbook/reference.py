@@ -48,6 +48,7 @@ from typing import Iterable
 
 import numpy as np
 
+from rnnbook.data import atomic_write
 from rnnbook.paths import data_root
 
 #: The version of the reference protocol: bump it when a deliberate change alters runs' numbers.
@@ -236,9 +237,7 @@ def stored_call(name: str, fn, config, directory: str | Path | None = None, comp
     text = json.dumps({"config": config.to_dict(), "value": fn(config), "provenance": provenance()},
                       sort_keys=True, default=_json_default, allow_nan=True)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # a reader never sees half a file
+    atomic_write(path, lambda f: f.write(text.encode()))  # a reader never sees half a file
     return json.loads(text)["value"]
 
 
