@@ -184,6 +184,15 @@ def test_a_contradicted_gated_claim_advises_no_gated_cell():
     assert "no reason to expect an LSTM or GRU" in a["advice_lag"] and "**contradicted**" in a["advice_lag"]
 
 
+def test_a_gated_claim_that_depends_on_the_point_advises_trying_both():
+    r = relu_result(ALL)
+    why = f"{V.DEPENDS}: gated cell did better at GRU, He-uniform, lag 5; and worse at GRU, Keras default, lag 10."
+    v = reco.claim_verdicts(dict(ALL, gated=Verdict(V.NOT_DECIDED, why)), CLIP)
+    a = reco.advice(r, CLIP, v, reco.measured_failures(r))
+    assert "better than the simple RNN at some points of the grid and worse at others" in a["advice_lag"]
+    assert "try both" in a["advice_lag"] and "**not decided**" in a["advice_lag"]
+
+
 def test_tanh_is_advised_at_the_keras_default_when_it_failed_only_elsewhere():
     r = relu_result(ALL)
     failures = pd.DataFrame([{"sweep": "lag", "label": TANH, "interface": "he", "units": 1024, "failed": 6, "runs": 6}])
