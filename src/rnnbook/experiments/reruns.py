@@ -8,6 +8,8 @@ Example:
     [2, 2]
     >>> split(4, [[], ["b"]])
     [0, 4]
+    >>> styled(pd.DataFrame({"largest difference": [0.0], "seconds": [7.1]})).to_html().count("7.1000")
+    0
 """
 from __future__ import annotations
 
@@ -61,3 +63,12 @@ def table(pools: list[tuple[str, list]], k: int, updates: int, seed: int, store:
         out = pd.DataFrame([{c: "n/a" for c in out.columns}])
         out["configuration"] = "none: this build read no shipped reference run"
     return out
+
+
+def styled(frame: pd.DataFrame):
+    """The re-run table as the page shows it: no index, accuracies to four decimals, seconds to
+    one (text cells, as in the "no shipped run" row, unchanged)."""
+    def one_decimal(x):
+        return f"{x:.1f}" if isinstance(x, (int, float)) else x
+    seconds = [c for c in ("seconds",) if c in frame.columns]
+    return frame.style.hide(axis="index").format(precision=4).format(one_decimal, subset=seconds)
