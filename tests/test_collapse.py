@@ -139,6 +139,30 @@ def test_the_long_lags_are_the_longest_a_simple_rnn_learned_at_the_baseline():
     assert study_mod.long_lags(pd.DataFrame(), 2, "keras") == []
 
 
+def test_the_next_lag_is_the_first_lag_beyond_the_learned_ones_where_a_simple_rnn_ran():
+    runs = lag_frame({(TANH, "simple_rnn", 5): "ss", (TANH, "simple_rnn", 10): "sc", (IRNN, "simple_rnn", 10): "cc",
+                      (TANH, "simple_rnn", 20): "cc", (TANH, "simple_rnn", 40): "cc", ("GRU", "gru", 80): "ss"})
+    assert study_mod.long_lags(runs, 1, "keras", next_lag=True) == [(10, [TANH, IRNN]), (20, [TANH])]
+    assert study_mod.long_lags(runs, 1, "keras") == [(10, [TANH, IRNN])]
+    only_gated_beyond = lag_frame({(TANH, "simple_rnn", 10): "ss", ("GRU", "gru", 20): "ss"})
+    assert study_mod.long_lags(only_gated_beyond, 2, "keras", next_lag=True) == [(10, [TANH])]
+    assert study_mod.long_lags(lag_frame({(TANH, "simple_rnn", 5): "cc"}), 2, "keras", next_lag=True) == []
+
+
+def test_the_page_names_the_next_lag_and_counts_only_learned_lags_against_the_asked_number():
+    runs = lag_frame({(TANH, "simple_rnn", 10): "ss", (TANH, "simple_rnn", 20): "cc"})
+    res = study_mod.study(dict(PARAMS, collapse_lag_count=1, collapse_next_lag=True), runs, grid, planted_run(),
+                          "keras")
+    assert [lag for lag, _ in res["points"]] == [10, 20] and res["next"] == 20
+    where = study_mod.page_values(res)["collapse_where"]
+    assert "Lag 20 is the next lag of the sweep" in where and "fewer than" not in where
+    res = study_mod.study(dict(PARAMS, collapse_lag_count=1, collapse_next_lag=True),
+                          lag_frame({(TANH, "simple_rnn", 10): "ss"}), grid, planted_run(), "keras")
+    assert res["next"] is None and "ran no simple RNN there" in study_mod.page_values(res)["collapse_where"]
+    res = study_mod.study(dict(PARAMS, collapse_lag_count=1), runs, grid, planted_run(), "keras")
+    assert res["next"] is None and "next lag" not in study_mod.page_values(res)["collapse_where"]
+
+
 def test_the_threshold_is_the_multiple_of_the_average_norm():
     assert study_mod.threshold(0.123456, 2.0) == 0.2469
     assert math.isnan(study_mod.threshold(math.nan, 1.0)) and math.isnan(study_mod.threshold(0.0, 1.0))
@@ -185,7 +209,8 @@ def grid(lag, labels):
     return [_config(lab, lag) for lab in labels], list(labels), ["keras"] * len(labels)
 
 
-PARAMS = {"collapse_seeds": list(range(10)), "collapse_lag_count": 2, "collapse_clip_multiple": 2.0}
+PARAMS = {"collapse_seeds": list(range(10)), "collapse_lag_count": 2, "collapse_clip_multiple": 2.0,
+          "collapse_next_lag": False}
 
 
 def test_the_comparison_reuses_the_lag_sweep_and_clips_at_the_pilot_threshold():
@@ -324,6 +349,7 @@ def test_the_dry_run_plans_both_arms_from_cached_runs_or_the_grids_longest_lags(
 
     cached = study_mod.plan(p, swept, load, grid, "keras")
     assert {c.lag for c in cached} == {10}
+    assert {c.lag for c in study_mod.plan(dict(p, collapse_next_lag=True), swept, load, grid, "keras")} == {10, 20}
     assert {c.clip_threshold for c in cached if c.clip_mode == "global_clipnorm"} == {1.0}  # 2 x mean(0.25, 0.75)
     assert {c.clip_threshold for c in study_mod.plan(dict(p, collapse_clip_multiple=3.0), swept, load, grid, "keras")
             if c.clip_mode == "global_clipnorm"} == {1.5}

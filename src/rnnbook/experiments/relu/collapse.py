@@ -9,7 +9,9 @@ sequences, the criterion and the cap), at the lags where a simple RNN only just 
 * **The long lags** (:func:`long_lags`): the ``collapse_lag_count`` longest lags of the lag sweep
   at which some simple-RNN configuration (not GRU or LSTM) met the criterion at least once with
   Keras-default features (the baseline interface level), each with the simple-RNN
-  configurations the lag sweep ran there (the lag ladder may have stopped the others).
+  configurations the lag sweep ran there (the lag ladder may have stopped the others). With
+  ``collapse_next_lag``, also the next lag of the sweep beyond the longest of them, where no
+  simple RNN learned unclipped: does clipping let one learn there at all?
 * **Two arms** per configuration and lag, on ``collapse_seeds``: *no clipping* (the lag sweep's
   own runs, read from the run cache; seeds it did not run are trained at the same settings) and
   *global_clipnorm* at a threshold set by Pascanu et al.'s §3.2 heuristic:
@@ -46,7 +48,7 @@ from rnnbook.experiments.relu.claims import improving
 from rnnbook.verdicts import Point, Verdict, decide
 
 #: The comparison's parameters (in the relu chapter's parameters cell).
-PARAMS = ("collapse_seeds", "collapse_lag_count", "collapse_clip_multiple")
+PARAMS = ("collapse_seeds", "collapse_lag_count", "collapse_clip_multiple", "collapse_next_lag")
 #: The average gradient norm is taken over the unclipped runs' check intervals up to this update.
 PILOT_UPDATES = 200
 #: The matched-step check measures each arm's first updates on the first seeds of the comparison.
@@ -59,22 +61,28 @@ CLAIMS = {"collapse": "At long lags, clipping the global gradient norm makes col
           "collapse_time": "At long lags, clipping the global gradient norm reaches the criterion sooner (Adam)"}
 
 
-def long_lags(lag_runs: pd.DataFrame, n_lags: int, baseline: str) -> list[tuple[int, list[str]]]:
+def long_lags(lag_runs: pd.DataFrame, n_lags: int, baseline: str,
+              next_lag: bool = False) -> list[tuple[int, list[str]]]:
     """``(lag, configuration labels)`` of the ``n_lags`` longest lags (in increasing order) at
     which some simple-RNN configuration succeeded at least once at interface level ``baseline``;
-    the labels are the simple-RNN configurations the lag sweep ran there.
+    the labels are the simple-RNN configurations the lag sweep ran there. With ``next_lag``, also
+    the shortest lag beyond the longest of them at which the sweep ran a simple RNN at that level
+    (none succeeded there), if it ran one.
 
     Example:
         >>> runs = pd.DataFrame({"cell": ["simple_rnn"] * 3 + ["gru"], "interface": "keras",
         ...                      "lag": [10, 20, 40, 80], "label": "a", "success": [True, True, False, True]})
         >>> long_lags(runs, 2, "keras")
         [(10, ['a']), (20, ['a'])]
+        >>> long_lags(runs, 1, "keras", next_lag=True)
+        [(20, ['a']), (40, ['a'])]
     """
     if lag_runs.empty:
         return []
     simple = lag_runs[(lag_runs["cell"] == "simple_rnn") & (lag_runs["interface"] == baseline)]
     learned = sorted({int(x) for x in simple.loc[simple["success"].astype(bool), "lag"]}, reverse=True)[:int(n_lags)]
-    return [(lag, list(dict.fromkeys(simple.loc[simple["lag"] == lag, "label"]))) for lag in sorted(learned)]
+    beyond = sorted({int(x) for x in simple["lag"] if learned and int(x) > learned[0]})[:1] if next_lag else []
+    return [(lag, list(dict.fromkeys(simple.loc[simple["lag"] == lag, "label"]))) for lag in sorted(learned) + beyond]
 
 
 def threshold(average_norm: float, multiple: float) -> float:
@@ -101,13 +109,16 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
     seeds, desc, levels)`` is the chapter's :func:`run`; ``steps(config, seeds)`` measures the
     first updates (:func:`rnnbook.steps.steps_of`; None: no matched-step check).
 
-    Keys: ``wanted`` (``collapse_lag_count``), ``points`` (:func:`long_lags`), ``runs`` (one row per
+    Keys: ``wanted`` (``collapse_lag_count``), ``points`` (:func:`long_lags`), ``next`` (the lag
+    beyond the learned ones, with ``collapse_next_lag``; else None), ``next_asked``, ``runs`` (one row per
     run of both arms: ``arm``, ``pilot_norm``, ``threshold``, ``added`` (a run the lag sweep did
     not have) and :func:`annotate`'s columns), ``table`` (:func:`rates_table`), ``verdicts``
     (:func:`claim_verdicts`), ``steps`` (:func:`step_check`), ``seeds`` and ``multiple``."""
     seeds, multiple = [int(s) for s in p["collapse_seeds"]], float(p["collapse_clip_multiple"])
-    points = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline)
+    learned = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline)
+    points = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline, bool(p["collapse_next_lag"]))
     out = {"wanted": int(p["collapse_lag_count"]), "points": points, "seeds": seeds, "multiple": multiple,
+           "next": points[-1][0] if len(points) > len(learned) else None, "next_asked": bool(p["collapse_next_lag"]),
            "steps": step_check([], seeds, steps)}
     grids = [grid(lag, labels) for lag, labels in points]
     configs = [c for g in grids for c in g[0]]
@@ -393,9 +404,11 @@ def page_values(res: dict) -> dict:
                                   "table below is empty and both claims' premise is not met.")
     else:
         where = "; ".join(f"lag {lag}: {_and(labels)}" for lag, labels in res["points"])
-        short = (f" The lag sweep had only {len(lags)} such lag{'s' if len(lags) > 1 else ''}, fewer than the "
-                 f"{res['wanted']} asked for." if len(lags) < res["wanted"] else "")
+        n_learned = len(lags) - (res.get("next") is not None)
+        short = (f" The lag sweep had only {n_learned} such lag{'s' if n_learned > 1 else ''}, fewer than the "
+                 f"{res['wanted']} asked for." if n_learned < res["wanted"] else "")
         vals["collapse_where"] = f"The long lags and the simple RNNs the lag sweep ran there: {where}.{short}"
+        vals["collapse_where"] += next_lag_text(res)
     vals["collapse_steps"] = steps_text(res.get("steps", pd.DataFrame()))
     vals["collapse_thresholds"] = "; ".join(
         f"{r['label']} at lag {int(r['lag'])}: average norm {r['pilot_norm']:.3g}, threshold {r['threshold']:.3g}"
@@ -426,6 +439,22 @@ def page_values(res: dict) -> dict:
     return vals
 
 
+def next_lag_text(res: dict) -> str:
+    """What the page says of the lag beyond the learned ones (``collapse_next_lag``).
+
+    Example:
+        >>> next_lag_text({"next_asked": True, "next": 80})  # doctest: +ELLIPSIS
+        ' Lag 80 is the next lag of the sweep, where no simple RNN met the criterion unclipped: ...'
+    """
+    if not res.get("next_asked"):
+        return ""
+    if res.get("next") is None:
+        return (" The next lag beyond them was asked for too, but the lag sweep ran no simple RNN there with "
+                "Keras-default features.")
+    return (f" Lag {res['next']} is the next lag of the sweep, where no simple RNN met the criterion unclipped: "
+            "there the comparison asks whether clipping lets one learn at all.")
+
+
 def figure_data(res: dict, chance: float, target: float) -> dict:
     """The figure, its data and the table's data, by key."""
     shown = example(res["runs"])
@@ -452,7 +481,7 @@ def plan(p: dict, lag_configs, load, grid, baseline: str) -> list:
             rows.append({"cell": config.cell, "interface": level, "lag": int(config.lag), "label": label,
                          "success": record.get("outcome") == "success"})
     n = int(p["collapse_lag_count"])
-    points = long_lags(pd.DataFrame(rows), n, baseline)
+    points = long_lags(pd.DataFrame(rows), n, baseline, bool(p["collapse_next_lag"]))
     if not rows:  # nothing cached: the grid's longest lags, every simple RNN
         simple = list(dict.fromkeys(lab for c, lab, lvl in lag_configs if c.cell == "simple_rnn" and lvl == baseline))
         points = [(int(lag), simple) for lag in sorted({int(x) for x in p["lags"]})[-n:]] if simple else []
