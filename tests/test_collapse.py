@@ -401,3 +401,14 @@ def test_the_quick_chapter_glues_the_long_lag_figure_and_table(quick_book):
     assert 'id="sec-relu-collapse"' in quick_book.page(doc)
     assert "sec-relu-collapse" in quick_book.page("chapters/clipping")
 
+
+
+def test_the_step_check_says_which_way_the_steps_differ():
+    t = pd.DataFrame({"label": ["tanh", "IRNN", "ReLU"], "lag": [40, 20, 20], "ratio": [0.98, 2.3, 0.5],
+                      "share_clipped": [0.3, 0.4, 0.5], "matched": [True, False, False]})
+    text = study_mod.steps_text(t)
+    assert "at IRNN at lag 20 the clipped runs also took longer steps" in text
+    assert "at ReLU at lag 20 the clipped runs also took shorter steps" in text
+    assert "tanh at lag 40 the clipped" not in text and "was not trained" in text
+    matched = study_mod.steps_text(t.iloc[:1])
+    assert "the unclipped arm is itself the control" in matched and "longer" not in matched
