@@ -64,6 +64,9 @@ def test_headline_is_short_and_follows_the_verdicts():
     assert "try it" in text2 and "lag of 10 frames, use an LSTM or GRU" in text2 and "Clip the global" in text2
     unstable = dict(v2, relu_unstable=Verdict(V.SUPPORTED, ""))
     assert reco.headline(relu_result(ALL), unstable).startswith("Keep tanh")  # never advise what failed more
+    no_rescue = reco.headline(relu_result(ALL), dict(v, clip=Verdict(V.NO_DIFFERENCE, "")))
+    assert "Clipping made no measurable difference here." in no_rescue and "untested" not in no_rescue
+    assert "Clip" not in reco.headline(relu_result(ALL), dict(v, clip=Verdict(V.NOT_DECIDED, "")))
 
 
 def test_every_advice_line_names_its_verdict_and_opens_what_is_not_supported():

@@ -216,6 +216,8 @@ def headline(r: dict, verdicts: dict) -> str:
         parts.append("Clip the global gradient norm.")
     elif v["clip"].word == V.PREMISE_NOT_MET:
         parts.append("No setting here exploded, so clipping's rescue is untested at this budget.")
+    elif v["clip"].word == V.NO_DIFFERENCE:
+        parts.append("Clipping made no measurable difference here.")
     return " ".join(parts)
 
 
