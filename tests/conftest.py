@@ -178,6 +178,8 @@ def page_problems(page: str) -> list[str]:
             problems.append(f"{{glue:text}} value {text!r} is a Python object's repr (use {{glue:md}})")
     for table in re.findall(r"<table.*?</table>", page, flags=re.S):
         problems += [f"table cell {c!r}" for c in non_finite_cells(table)]
+    for shown in re.findall(r'<pre class="output text_plain[^"]*">(.{0,80})', page, flags=re.S):
+        problems.append(f"a code cell prints a value on the page: {html.unescape(shown)!r}")  # values go through glue
     text = _INTERVAL.sub(" ", _page_text(page))
     for m in _NON_FINITE.finditer(text):
         problems.append(f"printed NaN/Inf: ...{text[max(0, m.start() - 50): m.end() + 20]}...")

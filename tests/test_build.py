@@ -314,3 +314,12 @@ def test_the_dry_run_plans_without_progress_bars(monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     seen = scope._quietly(lambda: os.environ.get("TQDM_DISABLE"))
     assert seen == "1" and "TQDM_DISABLE" not in os.environ
+
+
+def test_a_value_a_code_cell_prints_on_the_page_is_a_problem():
+    """Chapters show values through glue; a cell whose last line returns a value (a string, say)
+    would print its repr under the cell."""
+    stray = ('<div class="cell_output docutils container"><pre class="output text_plain literal-block">'
+             "'&lt;a class=&quot;rnnbook-data&quot;&gt;Data (CSV)&lt;/a&gt;'</pre></div>")
+    assert any("prints a value" in p for p in page_problems(f"<p>Text</p>{stray}"))
+    assert not page_problems("<p>Text</p>")

@@ -132,11 +132,12 @@ def glue_data(key: str, data: Any) -> str:
 
 
 def glue_figure(key: str, fig, data: Any, *, alt: str | None = None, caption_data_link: bool = True,
-                headline: bool = False) -> str:
+                headline: bool = False) -> None:
     """Glue ``fig`` as ``key``, publish ``data`` as ``<key>.csv`` beside the page, give the image
-    alt text, and glue ``<key>-data`` (the caption's "Data (CSV) · Cite this figure" line,
-    returned too). ``alt`` defaults to :func:`alt_text` ``(fig)``. ``headline=True`` also
-    publishes the figure as the link-preview image of pages without a figure of their own."""
+    alt text, and glue ``<key>-data`` (the caption's "Data (CSV) · Cite this figure" line).
+    ``alt`` defaults to :func:`alt_text` ``(fig)``. ``headline=True`` also publishes the figure
+    as the link-preview image of pages without a figure of their own. Returns nothing, so that a
+    cell ending with it prints nothing on the page."""
     from myst_nb import glue
 
     check_key(key)
@@ -144,23 +145,21 @@ def glue_figure(key: str, fig, data: Any, *, alt: str | None = None, caption_dat
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)
         publish(HEADLINE_IMAGE, buf.getvalue())
-    line = _publish_data(key, data, caption_data_link, cite=True)
+    _publish_data(key, data, caption_data_link, cite=True)
     glue(ALT_PREFIX + key, _Glued(ALT_MIME, {"alt": alt or alt_text(fig)}), display=False)
     glue(key, fig, display=False)
-    return line
 
 
-def glue_table(key: str, table, data: Any = None, *, caption_data_link: bool = True) -> str:
+def glue_table(key: str, table, data: Any = None, *, caption_data_link: bool = True) -> None:
     """Glue ``table`` (what the page shows) as ``key`` and publish ``data`` (default: ``table``)
-    as ``<key>.csv``; glue and return the ``<key>-data`` link line."""
+    as ``<key>.csv``; glue the ``<key>-data`` link line. Returns nothing (see :func:`glue_figure`)."""
     from myst_nb import glue
 
     check_key(key)
-    line = _publish_data(key, table if data is None else data, caption_data_link, cite=False)
+    _publish_data(key, table if data is None else data, caption_data_link, cite=False)
     if hasattr(table, "set_uuid"):  # a pandas Styler: a fixed id instead of a random one, so rebuilds match
         table = table.set_uuid(key.replace("-", "_"))
     glue(key, table, display=False)
-    return line
 
 
 def scalar_columns(runs: pd.DataFrame) -> pd.DataFrame:
