@@ -178,7 +178,7 @@ def page_problems(page: str) -> list[str]:
             problems.append(f"{{glue:text}} value {text!r} is a Python object's repr (use {{glue:md}})")
     for table in re.findall(r"<table.*?</table>", page, flags=re.S):
         problems += [f"table cell {c!r}" for c in non_finite_cells(table)]
-    for shown in re.findall(r'<pre class="output text_plain[^"]*">(.{0,80})', page, flags=re.S):
+    for shown in re.findall(r'class="output text_plain[^"]*">(.{0,120})', page, flags=re.S):  # <pre> or <div>
         problems.append(f"a code cell prints a value on the page: {html.unescape(shown)!r}")  # values go through glue
     text = _INTERVAL.sub(" ", _page_text(page))
     for m in _NON_FINITE.finditer(text):

@@ -322,4 +322,7 @@ def test_a_value_a_code_cell_prints_on_the_page_is_a_problem():
     stray = ('<div class="cell_output docutils container"><pre class="output text_plain literal-block">'
              "'&lt;a class=&quot;rnnbook-data&quot;&gt;Data (CSV)&lt;/a&gt;'</pre></div>")
     assert any("prints a value" in p for p in page_problems(f"<p>Text</p>{stray}"))
+    highlighted = ('<div class="cell_output docutils container"><div class="output text_plain '
+                   'highlight-myst-ansi notranslate"><div class="highlight"><pre>&#39;x&#39;</pre></div></div></div>')
+    assert any("prints a value" in p for p in page_problems(highlighted))
     assert not page_problems("<p>Text</p>")

@@ -124,11 +124,12 @@ def _publish_data(key: str, data: Any, caption_data_link: bool, cite: bool) -> s
     return line
 
 
-def glue_data(key: str, data: Any) -> str:
+def glue_data(key: str, data: Any) -> None:
     """Publish ``data`` as ``<key>.csv`` beside the page and glue its link as ``<key>-data`` (for a
-    table written in Markdown, e.g. a ``list-table``, whose values are glued one by one)."""
+    table written in Markdown, e.g. a ``list-table``, whose values are glued one by one). Returns
+    nothing (see :func:`glue_figure`)."""
     check_key(key)
-    return _publish_data(key, data, True, cite=False)
+    _publish_data(key, data, True, cite=False)
 
 
 def glue_figure(key: str, fig, data: Any, *, alt: str | None = None, caption_data_link: bool = True,
