@@ -410,5 +410,8 @@ def test_the_step_check_says_which_way_the_steps_differ():
     assert "at IRNN at lag 20 the clipped runs also took longer steps" in text
     assert "at ReLU at lag 20 the clipped runs also took shorter steps" in text
     assert "tanh at lag 40 the clipped" not in text and "was not trained" in text
+    assert "possible reason for longer steps" in text
+    only_shorter = study_mod.steps_text(t.iloc[[0, 2]])
+    assert "took shorter steps" in only_shorter and "longer" not in only_shorter
     matched = study_mod.steps_text(t.iloc[:1])
     assert "the unclipped arm is itself the control" in matched and "longer" not in matched

@@ -114,14 +114,13 @@ def _glue_md(key: str, text: str) -> None:
     glue(key, Markdown(text), display=False)
 
 
-def _publish_data(key: str, data: Any, caption_data_link: bool, cite: bool) -> str:
+def _publish_data(key: str, data: Any, caption_data_link: bool, cite: bool) -> None:
     publish(f"{key}.csv", csv_text(data))
-    line = data_link(f"{key}.csv")
-    if cite:
-        line += f' · Cite this figure: <code class="rnnbook-cite">{cite_line(key)}</code>'
     if caption_data_link:
+        line = data_link(f"{key}.csv")
+        if cite:
+            line += f' · Cite this figure: <code class="rnnbook-cite">{cite_line(key)}</code>'
         _glue_md(f"{key}-data", line)
-    return line
 
 
 def glue_data(key: str, data: Any) -> None:

@@ -205,12 +205,12 @@ def steps_text(table: pd.DataFrame) -> str:
         where = _and([f"{r['label']} at lag {int(r['lag'])}" for _, r in off[side].iterrows()])
         if where:
             parts.append(f"at {where} the clipped runs also took {word} steps")
-    said = "; ".join(parts)
-    return text + (f"The steps differ by more than {tol}: {said}. A possible reason for longer steps, not tested "
-                   "here: under Adam a clipped spike no longer inflates the optimiser's running scale of the "
-                   "gradient, which would otherwise shorten the steps after it. A "
-                   "control at the clipped runs' measured step (unclipped Adam at the learning rate times the "
-                   "ratio) was not trained, so a difference there may be the step size's, not the clipping's.")
+    why_longer = (" A possible reason for longer steps, not tested here: under Adam a clipped spike no longer "
+                  "inflates the optimiser's running scale of the gradient, which would otherwise shorten the "
+                  "steps after it." if bool((off["ratio"] > 1).any()) else "")
+    return text + (f"The steps differ by more than {tol}: {'; '.join(parts)}.{why_longer} A control at the clipped "
+                   "runs' measured step (unclipped Adam at the learning rate times the ratio) was not trained, so "
+                   "a difference there may be the step size's, not the clipping's.")
 
 
 def _arm_counts(part: pd.DataFrame, tag: str) -> dict:
