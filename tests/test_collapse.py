@@ -240,15 +240,17 @@ def test_the_comparison_reuses_the_lag_sweep_and_clips_at_the_pilot_threshold():
 
 
 def planted_steps(ratio):
-    """``steps(config, seeds)`` on planted measurements: unclipped updates of norm 1, clipped ones
-    of ``ratio``, half of the clipped updates clipped."""
+    """``steps(config, seeds)`` on planted measurements: unclipped updates of norm proportional to
+    the learning rate (1 at the planted configurations' rate), clipped ones of ``ratio``, half of
+    the clipped updates clipped."""
     calls = []
+    base = TrainConfig().learning_rate
 
     def steps(config, seeds):
         calls.append((config, list(seeds)))
         clipped = config.clip_mode != "none"
-        return [{"update_norm": [ratio if clipped else 1.0] * 3, "clip_share": [1.0, 0.0] if clipped else [0.0]}
-                for _ in seeds]
+        return [{"update_norm": [ratio if clipped else config.learning_rate / base] * 3,
+                 "clip_share": [1.0, 0.0] if clipped else [0.0]} for _ in seeds]
 
     steps.calls = calls
     return steps
@@ -256,17 +258,40 @@ def planted_steps(ratio):
 
 @pytest.mark.parametrize("ratio, matched", [(0.95, True), (0.5, False)])
 def test_the_matched_step_check_measures_both_arms_first_updates(ratio, matched):
-    steps = planted_steps(ratio)
-    res = study_mod.study(PARAMS, lag_frame({(TANH, "simple_rnn", 10): "ss"}), grid, planted_run(), "keras", steps)
+    steps, run = planted_steps(ratio), planted_run()
+    res = study_mod.study(PARAMS, lag_frame({(TANH, "simple_rnn", 10): "ss"}), grid, run, "keras", steps)
     t = res["steps"]
     assert list(t["ratio"]) == [pytest.approx(ratio)] and list(t["matched"]) == [matched]
     assert list(t["share_clipped"]) == [0.5]
-    assert [(c.clip_mode, c.max_updates, s) for c, s in steps.calls] == [
-        ("none", study_mod.STEP_UPDATES, [0, 1]), ("global_clipnorm", study_mod.STEP_UPDATES, [0, 1])]
+    measured = [(c.clip_mode, c.max_updates, s) for c, s in steps.calls]
+    assert measured[:2] == [("none", study_mod.STEP_UPDATES, [0, 1]), ("global_clipnorm", study_mod.STEP_UPDATES, [0, 1])]
     text = study_mod.page_values(res)["collapse_steps"]
     assert f"{ratio:.2f} times" in text
     assert ("the unclipped arm is itself the control" in text) == matched
-    assert ("was not trained" in text) == (not matched)
+    assert "was not trained" not in text  # where the steps differ, the control trains
+    arms = set(res["runs"]["arm"])
+    assert ("matched" in arms) == (not matched)
+    if not matched:
+        # one rescaling: the step is proportional to the rate, so half the rate matches
+        assert len(measured) == 3 and measured[2][0] == "none"
+        rate = TrainConfig().learning_rate
+        assert list(t["control_learning_rate"]) == [pytest.approx(rate * ratio)]
+        assert list(t["control_ratio"]) == [pytest.approx(1.0)]
+        (control, desc) = run.calls[-1]
+        assert desc.endswith("matched-step control") and {c.clip_mode for c in control} == {"none"}
+        assert {c.max_updates for c in control} == {_config(TANH, 10).max_updates}  # the run's own cap
+        row = res["table"].iloc[0]
+        assert (row["runs_control"], row["collapses_control"]) == (10, 6)  # planted: unclipped seeds 0-5 collapse
+        assert row["control_fisher_p"] == pytest.approx(V.fisher_p(6, 10, 0, 10))
+        assert "the matched-step control (unclipped Adam at learning rate" in text and "6 of 10 collapsed" in text
+        shown = study_mod.rates_display(res["table"])
+        assert list(shown["matched-step control: collapses; successes"]) == ["6 of 10; 4 of 10"]
+        assert res["runs"].loc[res["runs"]["arm"] == "matched", "added"].all()
+        # the claims still compare the two arms a user chooses between; the figure draws only them
+        assert set(study_mod.traces(res["runs"], study_mod.example(res["runs"]))["arm"]) <= {
+            study_mod.ARMS[a] for a in study_mod.COMPARED}
+    else:
+        assert len(measured) == 2 and "matched-step control" not in study_mod.rates_display(res["table"])
 
 
 def test_without_a_step_measure_the_check_is_empty():

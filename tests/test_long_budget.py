@@ -274,7 +274,7 @@ def test_the_long_lag_clipping_comparison_is_read_once_the_lag_sweep_is_complete
     assert list(study["steps"]["matched"]) == [True] * 3 and len(store["measured"]) == 3 * 2 * 2
     LB.read(p, 0.9)
     assert len(store["measured"]) == 3 * 2 * 2
-    assert set(study["runs"]["arm"]) == set(relu_collapse.ARMS) and len(study["runs"]) == 18
+    assert set(study["runs"]["arm"]) == set(relu_collapse.COMPARED) and len(study["runs"]) == 18  # steps matched: no control
     # the page shows the reference's comparison, and says so; without it, the build's own
     shown = relu.collapse_answer({"long": out, "collapse": "own", "params": {"max_updates": 50}})
     assert shown["study"] is study and shown["cap"] == 100 and "reference protocol's" in shown["source"]

@@ -13,6 +13,8 @@ Example:
     [0.6, 0.8]
     >>> median_step([{"update_norm": [1.0, 3.0]}, {"update_norm": [2.0]}])
     2.0
+    >>> step_matched(0.1, reference=2.0, own=1.0)
+    0.2
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ from rnnbook.training import TrainConfig
 
 #: Two median steps are the same measured step when they differ by at most this share.
 MATCH_TOLERANCE = 0.1
+#: A step-matched arm's measured median step is within :data:`MATCH_TOLERANCE` of the reference
+#: step, or :data:`MATCH_ROUNDS` rescalings were spent (:func:`match_step`).
+MATCH_ROUNDS = 3
 #: The folder of the reference store (:func:`rnnbook.reference.store_dir`) with shipped steps.
 STORE_FOLDER = "steps"
 
@@ -127,3 +132,31 @@ def stored_steps(config: TrainConfig, seeds) -> list[dict]:
         value = reference.stored_call(STORE_FOLDER, measure_steps, config_s, compute=writing)
         out.append(value if value is not None else steps_of(config_s, [s])[0])
     return out
+
+
+def step_matched(value: float, reference: float, own: float) -> float:
+    """``value`` (a threshold or a learning rate) rescaled so that a measured median update of
+    ``own`` becomes ``reference``: the update of SGD (and, roughly, of Adam) is proportional to its
+    learning rate, and to the threshold while the option clips. ``value`` unchanged when either
+    step is not positive."""
+    if not (reference > 0 and own > 0 and math.isfinite(reference) and math.isfinite(own)):
+        return float(value)
+    return float(value * reference / own)
+
+
+def match_step(make, value: float, measured: list[dict], reference: float, measure, rounds: int = MATCH_ROUNDS,
+               tolerance: float = MATCH_TOLERANCE) -> tuple[TrainConfig, list[dict]]:
+    """The configuration ``make(x)`` whose measured median step is within ``tolerance`` (relative)
+    of ``reference``: ``x`` starts at ``value`` (measured as ``measured``) and is rescaled by
+    :func:`step_matched` up to ``rounds`` times (an option that clips only some updates or
+    elements does not step in proportion to its threshold). Returns the configuration and its
+    measurements (rounded to three significant digits, as the page shows it)."""
+    config = make(value)
+    for _ in range(rounds):
+        own = median_step(measured)
+        if not (own > 0 and reference > 0) or abs(own / reference - 1.0) <= tolerance:
+            break
+        value = float(f"{step_matched(value, reference, own):.3g}")
+        config = make(value)
+        measured = measure(config)
+    return config, measured

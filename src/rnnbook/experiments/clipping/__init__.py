@@ -31,8 +31,6 @@ Every claim is decided by :func:`rnnbook.verdicts.decide` on success counts (:fu
 Example:
     >>> matched_thresholds(1.0, n_vars=4, n_params=100)["clipvalue"]
     0.1
-    >>> step_matched(0.1, reference=2.0, own=1.0)
-    0.2
 """
 from __future__ import annotations
 
@@ -52,7 +50,7 @@ from rnnbook.experiments.clipping.options import (  # noqa: F401 - the chapter's
     optimizer_spike_table, overflow_gain, overflow_table, real_overflow)
 from rnnbook.experiments.common import (ExperimentError, PASCANU_BAND, display_table, outcomes,  # noqa: F401
                                         parse_rnn_config, wilson_interval)
-from rnnbook.steps import MATCH_TOLERANCE
+from rnnbook.steps import MATCH_ROUNDS, MATCH_TOLERANCE, match_step, step_matched  # noqa: F401 (the chapter's API)
 from rnnbook.training import TrainConfig
 from rnnbook.verdicts import Point, decide
 
@@ -69,9 +67,6 @@ N_FIXED = 64
 #: The arms of the comparison at the exploding rate: key -> label.
 ARM_LABELS = {"none": "no clipping", "global_clipnorm": "global_clipnorm", "matched": "no clipping, matched step",
               "clipnorm": "clipnorm, step-matched", "clipvalue": "clipvalue, step-matched"}
-#: A step-matched arm's measured median step is within :data:`rnnbook.steps.MATCH_TOLERANCE` of
-#: ``global_clipnorm``'s, or :data:`MATCH_ROUNDS` rescalings were spent (:func:`match_step`).
-MATCH_ROUNDS = 3
 #: The claims of the chapter, by key (``claim_<key>`` in :func:`results`).
 CLAIMS = {"clip": "Clipping (global_clipnorm) rescues the exploding setting: it reaches the criterion more often "
                   "than unclipped SGD at the same learning rate",
@@ -161,15 +156,6 @@ def matched_thresholds(bound: float, n_vars: int, n_params: int) -> dict[str, fl
                               f"1 <= n_vars={n_vars!r} <= n_params={n_params!r}")
     return {"global_clipnorm": float(bound), "clipnorm": float(bound / math.sqrt(n_vars)),
             "clipvalue": float(bound / math.sqrt(n_params))}
-
-
-def step_matched(value: float, reference: float, own: float) -> float:
-    """``value`` (a threshold or a learning rate) rescaled so that a measured median update of
-    ``own`` becomes ``reference``: the update of SGD is proportional to its learning rate, and to
-    the threshold while the option clips. ``value`` unchanged when either step is not positive."""
-    if not (reference > 0 and own > 0 and math.isfinite(reference) and math.isfinite(own)):
-        return float(value)
-    return float(value * reference / own)
 
 
 # ----------------------------------------------------------------------------- runs and counts
@@ -275,24 +261,6 @@ def probes(cfg: TrainConfig, c: float, n_vars: int, n_params: int, modes, seeds,
     arms["matched"] = control
     rows.append(clip_steps.step_row(ARM_LABELS["matched"], control, m, ref))
     return pd.DataFrame(rows), arms
-
-
-def match_step(make, value: float, measured: list[dict], reference: float, measure, rounds: int = MATCH_ROUNDS,
-               tolerance: float = MATCH_TOLERANCE) -> tuple[TrainConfig, list[dict]]:
-    """The configuration ``make(x)`` whose measured median step is within ``tolerance`` (relative)
-    of ``reference``: ``x`` starts at ``value`` (measured as ``measured``) and is rescaled by
-    :func:`step_matched` up to ``rounds`` times (an option that clips only some updates or
-    elements does not step in proportion to its threshold). Returns the configuration and its
-    measurements (rounded to three significant digits, as the page shows it)."""
-    config = make(value)
-    for _ in range(rounds):
-        own = clip_steps.median_step(measured)
-        if not (own > 0 and reference > 0) or abs(own / reference - 1.0) <= tolerance:
-            break
-        value = float(f"{step_matched(value, reference, own):.3g}")
-        config = make(value)
-        measured = measure(config)
-    return config, measured
 
 
 def results(params: dict, cache_dir=sweeps.RUNS_DIR) -> dict:

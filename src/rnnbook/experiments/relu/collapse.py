@@ -22,7 +22,9 @@ sequences, the criterion and the cap), at the lags where a simple RNN only just 
   first :data:`STEP_SEEDS` seeds. Under Adam, clipping rescales the gradient before the
   optimiser normalises it, so the clipped runs' median step may equal the unclipped runs'; when
   the two lie within :data:`rnnbook.steps.MATCH_TOLERANCE`, the unclipped arm is itself the
-  control at the clipped runs' measured step (the clipping chapter trains that control apart).
+  control at the clipped runs' measured step. Where they do not, a third arm, the **matched-step
+  control**, trains unclipped at the learning rate whose measured step matches the clipped runs'
+  (:func:`rnnbook.steps.match_step`, as the clipping chapter's control) on the same seeds.
 * **Verdicts** (:func:`claim_verdicts`), by the book's one rule: clipping makes collapses rarer
   (Fisher on collapse counts) and reaches the criterion sooner (log-rank), Holm-adjusted over the
   points; no unclipped run collapsing is "premise not met".
@@ -54,8 +56,12 @@ PILOT_UPDATES = 200
 #: The matched-step check measures each arm's first updates on the first seeds of the comparison.
 STEP_UPDATES = 100
 STEP_SEEDS = 2
-#: The arms: ``clip_mode`` -> label.
-ARMS = {"none": "no clipping", "global_clipnorm": "global_clipnorm"}
+#: The arms: key -> label (``matched``: the matched-step control, trained where the steps differ).
+ARMS = {"none": "no clipping", "global_clipnorm": "global_clipnorm", "matched": "no clipping, matched step"}
+#: The two arms every claim compares and ``fig-collapse`` draws.
+COMPARED = ("none", "global_clipnorm")
+#: How the list of collapses names each arm.
+EVENT_ARMS = {"none": "unclipped", "global_clipnorm": "clipped", "matched": "unclipped at the matched step"}
 #: The claims, by key, as the page states them.
 CLAIMS = {"collapse": "At long lags, clipping the global gradient norm makes collapses rarer (Adam)",
           "collapse_time": "At long lags, clipping the global gradient norm reaches the criterion sooner (Adam)"}
@@ -113,13 +119,14 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
     beyond the learned ones, with ``collapse_next_lag``; else None), ``next_asked``, ``runs`` (one row per
     run of both arms: ``arm``, ``pilot_norm``, ``threshold``, ``added`` (a run the lag sweep did
     not have) and :func:`annotate`'s columns), ``table`` (:func:`rates_table`), ``verdicts``
-    (:func:`claim_verdicts`), ``steps`` (:func:`step_check`), ``seeds`` and ``multiple``."""
+    (:func:`claim_verdicts`), ``steps`` (:func:`step_check`), ``seeds`` and ``multiple``. Rows of
+    the matched-step control (arm ``matched``) join ``runs`` where the steps differ."""
     seeds, multiple = [int(s) for s in p["collapse_seeds"]], float(p["collapse_clip_multiple"])
     learned = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline)
     points = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline, bool(p["collapse_next_lag"]))
     out = {"wanted": int(p["collapse_lag_count"]), "points": points, "seeds": seeds, "multiple": multiple,
            "next": points[-1][0] if len(points) > len(learned) else None, "next_asked": bool(p["collapse_next_lag"]),
-           "steps": step_check([], seeds, steps)}
+           "steps": step_check([], seeds, steps)[0]}
     grids = [grid(lag, labels) for lag, labels in points]
     configs = [c for g in grids for c in g[0]]
     labels = [lab for g in grids for lab in g[1]]
@@ -136,15 +143,19 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
         c = threshold(average, multiple)
         if math.isfinite(c):
             clipped_configs.append(dataclasses.replace(config, clip_mode="global_clipnorm", clip_threshold=c))
-            pairs.append((label, config, clipped_configs[-1]))
+            pairs.append((label, level, config, clipped_configs[-1]))
             clipped_labels.append(label)
             clipped_levels.append(level)
     parts = [plain]
     if clipped_configs:
         parts.append(run(clipped_configs, clipped_labels, seeds, "relu: long lags, global_clipnorm",
                          clipped_levels).assign(arm="global_clipnorm"))
+    out["steps"], controls = step_check(pairs, seeds, steps)  # once both arms are in hand
+    if controls:
+        parts.append(run([c for _, _, c in controls], [lab for lab, _, _ in controls], seeds,
+                         "relu: long lags, matched-step control",
+                         [lvl for _, lvl, _ in controls]).assign(arm="matched"))
     runs = pd.concat(parts, ignore_index=True)
-    out["steps"] = step_check(pairs, seeds, steps)  # once both arms are in hand
     runs["pilot_norm"] = [norms.get((lab, int(lag)), math.nan) for lab, lag in zip(runs["label"], runs["lag"])]
     runs["threshold"] = [threshold(a, multiple) for a in runs["pilot_norm"]]
     swept = set(zip(lag_runs["label"], lag_runs["interface"], lag_runs["lag"].astype(int), lag_runs["seed"].astype(int)))
@@ -156,30 +167,46 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
     return out
 
 
-def step_check(pairs, seeds, steps) -> pd.DataFrame:
-    """Per point (``pairs``: a label, an unclipped configuration and its clipped twin), both arms'
-    median update norm over their first :data:`STEP_UPDATES` updates on the first
-    :data:`STEP_SEEDS` of ``seeds`` (``steps(config, seeds)``: the measured steps), the ratio
-    clipped / unclipped, the share of updates clipped, and ``matched``: the ratio within
-    :data:`rnnbook.steps.MATCH_TOLERANCE` of 1. Empty without ``steps`` or pairs."""
-    columns = ["label", "lag", "median_update_none", "median_update_clip", "ratio", "share_clipped", "matched"]
+def step_check(pairs, seeds, steps) -> tuple[pd.DataFrame, list]:
+    """Per point (``pairs``: a label, an interface level, an unclipped configuration and its
+    clipped twin), both arms' median update norm over their first :data:`STEP_UPDATES` updates on
+    the first :data:`STEP_SEEDS` of ``seeds`` (``steps(config, seeds)``: the measured steps), the
+    ratio clipped / unclipped, the share of updates clipped, and ``matched``: the ratio within
+    :data:`rnnbook.steps.MATCH_TOLERANCE` of 1. Where it is not, the matched-step control: the
+    unclipped configuration at the learning rate :func:`rnnbook.steps.match_step` finds
+    (``control_learning_rate``; ``control_ratio``: its measured step / the clipped runs').
+
+    Returns the table (empty without ``steps`` or pairs) and the controls to train, as
+    ``(label, level, configuration)``."""
+    columns = ["label", "lag", "median_update_none", "median_update_clip", "ratio", "share_clipped", "matched",
+               "learning_rate", "control_learning_rate", "control_ratio"]
     if steps is None or not pairs:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=columns), []
     probe_seeds = list(seeds)[:STEP_SEEDS]
-    rows = []
-    for label, plain, clipped in pairs:
-        a, b = (steps(dataclasses.replace(c, max_updates=STEP_UPDATES), probe_seeds) for c in (plain, clipped))
+    measure = lambda config: steps(dataclasses.replace(config, max_updates=STEP_UPDATES), probe_seeds)  # noqa: E731
+    rows, controls = [], []
+    for label, level, plain, clipped in pairs:
+        a, b = measure(plain), measure(clipped)
         none, clip = measured.median_step(a), measured.median_step(b)
         ratio = clip / none if none > 0 else math.nan
-        rows.append({"label": label, "lag": int(plain.lag), "median_update_none": none,
-                     "median_update_clip": clip, "ratio": ratio,
-                     "share_clipped": measured.median_step(b, "clip_share", np.mean),
-                     "matched": bool(np.isfinite(ratio) and abs(ratio - 1) <= measured.MATCH_TOLERANCE)})
-    return pd.DataFrame(rows, columns=columns)
+        matched = bool(np.isfinite(ratio) and abs(ratio - 1) <= measured.MATCH_TOLERANCE)
+        row = {"label": label, "lag": int(plain.lag), "median_update_none": none, "median_update_clip": clip,
+               "ratio": ratio, "share_clipped": measured.median_step(b, "clip_share", np.mean), "matched": matched,
+               "learning_rate": float(plain.learning_rate), "control_learning_rate": math.nan,
+               "control_ratio": math.nan}
+        if not matched and np.isfinite(ratio):
+            control, m = measured.match_step(lambda x, c=plain: dataclasses.replace(c, learning_rate=x),
+                                             plain.learning_rate, a, clip, measure)
+            row.update(control_learning_rate=float(control.learning_rate),
+                       control_ratio=measured.median_step(m) / clip)
+            controls.append((label, level, control))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns), controls
 
 
-def steps_text(table: pd.DataFrame) -> str:
-    """The matched-step check in a few sentences (Markdown).
+def steps_text(table: pd.DataFrame, rates: pd.DataFrame | None = None) -> str:
+    """The matched-step check in a few sentences (Markdown), with the matched-step controls'
+    outcomes from ``rates`` (:func:`rates_table`) where they were trained.
 
     Example:
         >>> t = pd.DataFrame({"label": ["tanh"], "lag": [80], "ratio": [0.97], "share_clipped": [0.4],
@@ -208,9 +235,40 @@ def steps_text(table: pd.DataFrame) -> str:
     why_longer = (" A possible reason for longer steps, not tested here: under Adam a clipped spike no longer "
                   "inflates the optimiser's running scale of the gradient, which would otherwise shorten the "
                   "steps after it." if bool((off["ratio"] > 1).any()) else "")
-    return text + (f"The steps differ by more than {tol}: {'; '.join(parts)}.{why_longer} A control at the clipped "
-                   "runs' measured step (unclipped Adam at the learning rate times the ratio) was not trained, so "
-                   "a difference there may be the step size's, not the clipping's.")
+    text += f"The steps differ by more than {tol}: {'; '.join(parts)}.{why_longer}"
+    trained = [] if rates is None or rates.empty else [control_text(r, rates) for _, r in off.iterrows()]
+    trained = [t for t in trained if t]
+    if not trained:
+        return text + (" A control at the clipped runs' measured step (unclipped Adam at the learning rate times the "
+                       "ratio) was not trained, so a difference there may be the step size's, not the clipping's.")
+    return text + " " + " ".join(trained)
+
+
+def control_text(step: pd.Series, rates: pd.DataFrame) -> str:
+    """One point's matched-step control (a row of :func:`step_check`) against the clipped arm,
+    from ``rates`` (:func:`rates_table`); empty when the control has no runs.
+
+    Example:
+        >>> step = pd.Series({"label": "IRNN", "lag": 20, "learning_rate": 1e-3, "control_learning_rate": 2.3e-3,
+        ...                   "control_ratio": 1.04})
+        >>> rates = pd.DataFrame([{"label": "IRNN", "lag": 20, "runs_control": 10, "collapses_control": 0,
+        ...     "successes_control": 3, "runs_clip": 10, "collapses_clip": 0, "successes_clip": 0,
+        ...     "control_fisher_p": 1.0, "control_logrank_p": 0.07}])
+        >>> print(control_text(step, rates))  # doctest: +ELLIPSIS
+        At IRNN at lag 20 the matched-step control (unclipped Adam at learning rate 0.0023, 2.30 times ...
+    """
+    row = rates[(rates["label"] == step["label"]) & (rates["lag"] == int(step["lag"]))]
+    if row.empty or not int(row["runs_control"].iloc[0]):
+        return ""
+    r = row.iloc[0]
+    return (f"At {step['label']} at lag {int(step['lag'])} the matched-step control (unclipped Adam at learning "
+            f"rate {step['control_learning_rate']:.2g}, {step['control_learning_rate'] / step['learning_rate']:.2f} "
+            f"times the tuned rate; its measured step {step['control_ratio']:.2f} times the clipped runs') trained on "
+            f"the same seeds: {int(r['collapses_control'])} of {int(r['runs_control'])} collapsed and "
+            f"{int(r['successes_control'])} met the criterion, against the clipped arm's {int(r['collapses_clip'])} "
+            f"and {int(r['successes_clip'])} of {int(r['runs_clip'])} (Fisher p {_p(r['control_fisher_p'])} on "
+            f"collapses, log-rank p {_p(r['control_logrank_p'])} on updates to success; raw, not part of the "
+            "verdicts, which compare the two arms a user chooses between).")
 
 
 def _arm_counts(part: pd.DataFrame, tag: str) -> dict:
@@ -225,21 +283,26 @@ def _arm_counts(part: pd.DataFrame, tag: str) -> dict:
 
 def rates_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and lag: the pilot's average norm and the threshold, and per arm
-    (``none``, ``clip``) the runs, collapses and successes with Wilson 95 % intervals and the
-    median updates to success; Fisher's p of the collapse counts and the log-rank p of updates to
-    success (both raw, per point)."""
+    (``none``, ``clip``, ``control``: the matched-step control, no runs where it was not trained)
+    the runs, collapses and successes with Wilson 95 % intervals and the median updates to
+    success; Fisher's p of the collapse counts and the log-rank p of updates to success, clipped
+    against unclipped and (``control_*``) against the control (all raw, per point)."""
     columns = ["label", "lag", "pilot_norm", "threshold"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     rows = []
     for (label, lag), part in runs.groupby(["label", "lag"], sort=False):
-        a, b = part[part["arm"] == "none"], part[part["arm"] == "global_clipnorm"]
+        a, b, c = (part[part["arm"] == arm] for arm in ARMS)
         row = {"label": label, "lag": int(lag), "pilot_norm": float(part["pilot_norm"].iloc[0]),
-               "threshold": float(part["threshold"].iloc[0]), **_arm_counts(a, "none"), **_arm_counts(b, "clip")}
-        both = len(a) and len(b)
-        row["collapse_fisher_p"] = (V.fisher_p(row["collapses_none"], len(a), row["collapses_clip"], len(b))
-                                    if both else math.nan)
-        row["logrank_p"] = (V.logrank_p(b["updates"], b["success"], a["updates"], a["success"]) if both else math.nan)
+               "threshold": float(part["threshold"].iloc[0]), **_arm_counts(a, "none"), **_arm_counts(b, "clip"),
+               **_arm_counts(c, "control")}
+        for fisher, logrank, other, tag in (("collapse_fisher_p", "logrank_p", a, "none"),
+                                            ("control_fisher_p", "control_logrank_p", c, "control")):
+            both = len(other) and len(b)
+            row[fisher] = (V.fisher_p(row[f"collapses_{tag}"], len(other), row["collapses_clip"], len(b))
+                           if both else math.nan)
+            row[logrank] = (V.logrank_p(b["updates"], b["success"], other["updates"], other["success"])
+                            if both else math.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -271,6 +334,11 @@ def rates_display(table: pd.DataFrame) -> pd.DataFrame:
                                              r[f"{key}_lo_{tag}"], r[f"{key}_hi_{tag}"]) for _, r in table.iterrows()]
     out["Fisher p (collapses)"] = table["collapse_fisher_p"].map(_p)
     out["log-rank p (updates to success)"] = table["logrank_p"].map(_p)
+    if "runs_control" in table and bool((table["runs_control"] > 0).any()):
+        out["matched-step control: collapses; successes"] = [
+            f"{int(r['collapses_control'])} of {int(r['runs_control'])}; {int(r['successes_control'])} of "
+            f"{int(r['runs_control'])}" if r["runs_control"] else "not trained (steps matched)"
+            for _, r in table.iterrows()]
     return pd.DataFrame(out)
 
 
@@ -311,6 +379,7 @@ def claim_verdicts(runs: pd.DataFrame) -> dict[str, Verdict]:
 def example(runs: pd.DataFrame) -> pd.Series | None:
     """The run ``fig-collapse`` shows: a collapsed run before one that did not, an unclipped one
     before a clipped one, the largest fall below its best first; None without runs."""
+    runs = runs[runs["arm"].isin(COMPARED)] if not runs.empty else runs
     if runs.empty:
         return None
     order = runs.assign(_plain=runs["arm"] == "none").sort_values(["collapsed", "_plain", "drop"], ascending=False,
@@ -326,7 +395,7 @@ def traces(runs: pd.DataFrame, shown: pd.Series | None) -> pd.DataFrame:
         return pd.DataFrame()
     same = runs[(runs["label"] == shown["label"]) & (runs["lag"] == shown["lag"]) & (runs["seed"] == shown["seed"])]
     rows = []
-    for arm in (shown["arm"], *[a for a in ARMS if a != shown["arm"]]):
+    for arm in (shown["arm"], *[a for a in COMPARED if a != shown["arm"]]):
         for _, r in same[same["arm"] == arm].iterrows():
             s = rule.interval_stats(r["record"])
             ends = s["check_interval_end"]
@@ -417,7 +486,7 @@ def page_values(res: dict) -> dict:
                  f"{res['wanted']} asked for." if n_learned < res["wanted"] else "")
         vals["collapse_where"] = f"The long lags and the simple RNNs the lag sweep ran there: {where}.{short}"
         vals["collapse_where"] += next_lag_text(res)
-    vals["collapse_steps"] = steps_text(res.get("steps", pd.DataFrame()))
+    vals["collapse_steps"] = steps_text(res.get("steps", pd.DataFrame()), table)
     vals["collapse_thresholds"] = "; ".join(
         f"{r['label']} at lag {int(r['lag'])}: average norm {r['pilot_norm']:.3g}, threshold {r['threshold']:.3g}"
         for _, r in table.iterrows() if np.isfinite(r["threshold"])) or "none"
@@ -432,7 +501,7 @@ def page_values(res: dict) -> dict:
                  "collapse_added_updates": int(added["updates"].sum()) if len(added) else 0})
     collapsed = runs[runs["collapsed"]] if n_runs else runs
     vals["collapse_events"] = "; ".join(
-        f"{r['label']} at lag {int(r['lag'])}, seed {int(r['seed'])} ({'unclipped' if r['arm'] == 'none' else 'clipped'}): "
+        f"{r['label']} at lag {int(r['lag'])}, seed {int(r['seed'])} ({EVENT_ARMS[r['arm']]}): "
         f"from {r['best_val_acc']:.2f} at update {int(r['collapse_update']) if np.isfinite(r['collapse_update']) else 'n/a'}"
         f" ({r['collapse_how']}), gradient norm {_norm(r['collapse_grad_norm'])}"
         for _, r in collapsed.iterrows()) or "none"
@@ -481,7 +550,9 @@ def plan(p: dict, lag_configs, load, grid, baseline: str) -> list:
     are cached (``lag_configs``: ``(config, label, level)`` of the planned lag sweep on ``seeds``;
     ``load(config)``: its record or None), or the grid's longest lags when none is; unclipped runs
     on ``collapse_seeds``, and clipped ones at the threshold of the cached unclipped runs (a
-    placeholder threshold of 1 when they are not all cached)."""
+    placeholder threshold of 1 when they are not all cached). The matched-step control's runs are
+    not counted: whether a point needs one, and at which rate, is known only once both arms'
+    first updates are measured."""
     rows = []
     for config, label, level in lag_configs:
         record = load(config)

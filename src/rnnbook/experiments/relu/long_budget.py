@@ -122,7 +122,8 @@ def read(params: dict, target_acc: float) -> dict:
             cov["collapse"] = True
         except _Missing as missing:
             cov["collapse_found"], cov["collapse_planned"] = missing.found, missing.planned
-            cov["collapse_arm"] = "clipped" if "global_clipnorm" in missing.desc else "unclipped"
+            cov["collapse_arm"] = ("clipped" if "global_clipnorm" in missing.desc else "matched-step control"
+                                   if "control" in missing.desc else "unclipped")
     return out
 
 
