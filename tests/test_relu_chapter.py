@@ -61,6 +61,10 @@ def test_wilson_interval_edges():
     rate, lo, hi = wilson_interval(4, 4)
     assert rate == 1.0 and hi == 1.0 and 0.5 < lo < 0.52
     assert wilson_interval(0, 4)[1] == 0.0
+    # the interval contains the share at every count, so an error bar is never negative
+    # (10 of 10 put the upper end a hair below 1, 0 of 3 the lower end a hair above 0)
+    assert wilson_interval(10, 10)[2] == 1.0 and wilson_interval(0, 3)[1] == 0.0
+    assert all(lo <= rate <= hi for n in range(1, 60) for k in range(n + 1) for rate, lo, hi in [wilson_interval(k, n)])
 
 
 def test_reach_is_largest_lag_with_enough_successes():

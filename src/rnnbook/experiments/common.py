@@ -179,7 +179,8 @@ def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float]:
 
 
 def wilson_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float, float]:
-    """Share ``k / n`` and its Wilson score interval (NaN for ``n = 0``)."""
+    """Share ``k / n`` and its Wilson score interval (NaN for ``n = 0``), which always contains
+    the share (at ``k = n`` rounding could put the upper end a hair below 1)."""
     if n <= 0:
         return (math.nan, math.nan, math.nan)
     from scipy import stats
@@ -188,7 +189,7 @@ def wilson_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float,
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (p, max(0.0, centre - half), min(1.0, centre + half))
+    return (p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def summarise(runs: pd.DataFrame, by, value: str = "accuracy") -> pd.DataFrame:
