@@ -239,17 +239,18 @@ def test_the_comparison_reuses_the_lag_sweep_and_clips_at_the_pilot_threshold():
     assert list(shown["collapses, no clipping"])[0].startswith("6 of 10: 0.60 [")
 
 
-def planted_steps(ratio):
+def planted_steps(ratio, scales=True):
     """``steps(config, seeds)`` on planted measurements: unclipped updates of norm proportional to
-    the learning rate (1 at the planted configurations' rate), clipped ones of ``ratio``, half of
-    the clipped updates clipped."""
+    the learning rate (1 at the planted configurations' rate; always 1 unless ``scales``), clipped
+    ones of ``ratio``, half of the clipped updates clipped."""
     calls = []
     base = TrainConfig().learning_rate
 
     def steps(config, seeds):
         calls.append((config, list(seeds)))
         clipped = config.clip_mode != "none"
-        return [{"update_norm": [ratio if clipped else config.learning_rate / base] * 3,
+        plain = config.learning_rate / base if scales else 1.0
+        return [{"update_norm": [ratio if clipped else plain] * 3, "grad_norm": [2.0, 5.0],
                  "clip_share": [1.0, 0.0] if clipped else [0.0]} for _ in seeds]
 
     steps.calls = calls
@@ -278,20 +279,38 @@ def test_the_matched_step_check_measures_both_arms_first_updates(ratio, matched)
         assert list(t["control_learning_rate"]) == [pytest.approx(rate * ratio)]
         assert list(t["control_ratio"]) == [pytest.approx(1.0)]
         (control, desc) = run.calls[-1]
-        assert desc.endswith("matched-step control") and {c.clip_mode for c in control} == {"none"}
+        assert desc.endswith("step control") and {c.clip_mode for c in control} == {"none"}
         assert {c.max_updates for c in control} == {_config(TANH, 10).max_updates}  # the run's own cap
         row = res["table"].iloc[0]
         assert (row["runs_control"], row["collapses_control"]) == (10, 6)  # planted: unclipped seeds 0-5 collapse
         assert row["control_fisher_p"] == pytest.approx(V.fisher_p(6, 10, 0, 10))
-        assert "the matched-step control (unclipped Adam at learning rate" in text and "6 of 10 collapsed" in text
+        assert "the matched-step control (unclipped Adam at learning rate" in text and "6 collapsed" in text
         shown = study_mod.rates_display(res["table"])
-        assert list(shown["matched-step control: collapses; successes"]) == ["6 of 10; 4 of 10"]
+        assert list(shown[study_mod.CONTROL_COLUMN]) == ["6 of 10; 4 of 10"]
         assert res["runs"].loc[res["runs"]["arm"] == "matched", "added"].all()
         # the claims still compare the two arms a user chooses between; the figure draws only them
         assert set(study_mod.traces(res["runs"], study_mod.example(res["runs"]))["arm"]) <= {
             study_mod.ARMS[a] for a in study_mod.COMPARED}
     else:
-        assert len(measured) == 2 and "matched-step control" not in study_mod.rates_display(res["table"])
+        assert len(measured) == 2 and study_mod.CONTROL_COLUMN not in study_mod.rates_display(res["table"])
+
+
+def test_a_control_whose_step_does_not_follow_the_rate_is_not_called_matched():
+    steps, run = planted_steps(2.0, scales=False), planted_run()  # clipped steps twice as long, whatever the rate
+    res = study_mod.study(PARAMS, lag_frame({(TANH, "simple_rnn", 10): "ss"}), grid, run, "keras", steps)
+    t = res["steps"].iloc[0]
+    rate = TrainConfig().learning_rate
+    assert not t["matched"] and not t["control_matched"] and t["control_ratio"] == pytest.approx(0.5)
+    # every rescaling doubled the rate, up to the bounded number of rounds
+    assert [r for r, _, _ in t["control_trail"]] == pytest.approx([rate * 2 ** i for i in range(1, 4)])
+    assert [(x, g) for _, x, g in t["control_trail"]] == [(0.5, 5.0)] * 3
+    text = study_mod.page_values(res)["collapse_steps"]
+    assert "no unclipped learning rate tried took the clipped runs' step" in text
+    assert "not used as a matched-step control" in text and "the matched-step control (unclipped" not in text
+    assert "at 0.002 (2 times the tuned rate) the step was 0.50 times the clipped runs' and the largest gradient norm 5" in text
+    assert "0 of 10 diverged, 6 of 10" not in text and "0 of 10 diverged, 6 collapsed" in text
+    cell = study_mod.rates_display(res["table"])[study_mod.CONTROL_COLUMN].iloc[0]
+    assert cell == "6 of 10; 4 of 10 (not matched: step 0.50 times the clipped runs')"
 
 
 def test_without_a_step_measure_the_check_is_empty():

@@ -22,9 +22,10 @@ sequences, the criterion and the cap), at the lags where a simple RNN only just 
   first :data:`STEP_SEEDS` seeds. Under Adam, clipping rescales the gradient before the
   optimiser normalises it, so the clipped runs' median step may equal the unclipped runs'; when
   the two lie within :data:`rnnbook.steps.MATCH_TOLERANCE`, the unclipped arm is itself the
-  control at the clipped runs' measured step. Where they do not, a third arm, the **matched-step
-  control**, trains unclipped at the learning rate whose measured step matches the clipped runs'
-  (:func:`rnnbook.steps.match_step`, as the clipping chapter's control) on the same seeds.
+  control at the clipped runs' measured step. Where they do not, a third arm, the **step
+  control**, trains unclipped on the same seeds at the learning rate rescaled by the measured
+  steps (:func:`rnnbook.steps.match_step`, as the clipping chapter's control); it is a
+  matched-step control only if its step ends within the tolerance.
 * **Verdicts** (:func:`claim_verdicts`), by the book's one rule: clipping makes collapses rarer
   (Fisher on collapse counts) and reaches the criterion sooner (log-rank), Holm-adjusted over the
   points; no unclipped run collapsing is "premise not met".
@@ -56,12 +57,14 @@ PILOT_UPDATES = 200
 #: The matched-step check measures each arm's first updates on the first seeds of the comparison.
 STEP_UPDATES = 100
 STEP_SEEDS = 2
-#: The arms: key -> label (``matched``: the matched-step control, trained where the steps differ).
-ARMS = {"none": "no clipping", "global_clipnorm": "global_clipnorm", "matched": "no clipping, matched step"}
+#: The arms: key -> label (``matched``: the step control, trained where the steps differ).
+ARMS = {"none": "no clipping", "global_clipnorm": "global_clipnorm", "matched": "no clipping, step control"}
 #: The two arms every claim compares and ``fig-collapse`` draws.
 COMPARED = ("none", "global_clipnorm")
+#: ``tbl-collapse-rates``'s column of the step control (unclipped at a rescaled learning rate).
+CONTROL_COLUMN = "step control: collapses; successes"
 #: How the list of collapses names each arm.
-EVENT_ARMS = {"none": "unclipped", "global_clipnorm": "clipped", "matched": "unclipped at the matched step"}
+EVENT_ARMS = {"none": "unclipped", "global_clipnorm": "clipped", "matched": "unclipped, step control"}
 #: The claims, by key, as the page states them.
 CLAIMS = {"collapse": "At long lags, clipping the global gradient norm makes collapses rarer (Adam)",
           "collapse_time": "At long lags, clipping the global gradient norm reaches the criterion sooner (Adam)"}
@@ -120,7 +123,7 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
     run of both arms: ``arm``, ``pilot_norm``, ``threshold``, ``added`` (a run the lag sweep did
     not have) and :func:`annotate`'s columns), ``table`` (:func:`rates_table`), ``verdicts``
     (:func:`claim_verdicts`), ``steps`` (:func:`step_check`), ``seeds`` and ``multiple``. Rows of
-    the matched-step control (arm ``matched``) join ``runs`` where the steps differ."""
+    the step control (arm ``matched``) join ``runs`` where the steps differ."""
     seeds, multiple = [int(s) for s in p["collapse_seeds"]], float(p["collapse_clip_multiple"])
     learned = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline)
     points = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline, bool(p["collapse_next_lag"]))
@@ -153,7 +156,7 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
     out["steps"], controls = step_check(pairs, seeds, steps)  # once both arms are in hand
     if controls:
         parts.append(run([c for _, _, c in controls], [lab for lab, _, _ in controls], seeds,
-                         "relu: long lags, matched-step control",
+                         "relu: long lags, step control",
                          [lvl for _, lvl, _ in controls]).assign(arm="matched"))
     runs = pd.concat(parts, ignore_index=True)
     runs["pilot_norm"] = [norms.get((lab, int(lag)), math.nan) for lab, lag in zip(runs["label"], runs["lag"])]
@@ -163,7 +166,7 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
                      for arm, lab, lvl, lag, s in zip(runs["arm"], runs["label"], runs["interface"], runs["lag"],
                                                       runs["seed"])]
     out["runs"] = annotate(runs)
-    out["table"], out["verdicts"] = rates_table(out["runs"]), claim_verdicts(out["runs"])
+    out["table"], out["verdicts"] = rates_table(out["runs"], out["steps"]), claim_verdicts(out["runs"])
     return out
 
 
@@ -172,14 +175,18 @@ def step_check(pairs, seeds, steps) -> tuple[pd.DataFrame, list]:
     clipped twin), both arms' median update norm over their first :data:`STEP_UPDATES` updates on
     the first :data:`STEP_SEEDS` of ``seeds`` (``steps(config, seeds)``: the measured steps), the
     ratio clipped / unclipped, the share of updates clipped, and ``matched``: the ratio within
-    :data:`rnnbook.steps.MATCH_TOLERANCE` of 1. Where it is not, the matched-step control: the
+    :data:`rnnbook.steps.MATCH_TOLERANCE` of 1. Where it is not, the step control: the
     unclipped configuration at the learning rate :func:`rnnbook.steps.match_step` finds
-    (``control_learning_rate``; ``control_ratio``: its measured step / the clipped runs').
+    (``control_learning_rate``; ``control_ratio``: its measured step / the clipped runs';
+    ``control_matched``: within the tolerance), and every rate the search tried
+    (``control_trail``: ``(rate, step ratio, largest gradient norm)``; the rescaling assumes a step
+    proportional to the rate, which a run whose gradient spikes inflate Adam's running scale may
+    not take).
 
     Returns the table (empty without ``steps`` or pairs) and the controls to train, as
     ``(label, level, configuration)``."""
     columns = ["label", "lag", "median_update_none", "median_update_clip", "ratio", "share_clipped", "matched",
-               "learning_rate", "control_learning_rate", "control_ratio"]
+               "learning_rate", "control_learning_rate", "control_ratio", "control_matched", "control_trail"]
     if steps is None or not pairs:
         return pd.DataFrame(columns=columns), []
     probe_seeds = list(seeds)[:STEP_SEEDS]
@@ -193,19 +200,28 @@ def step_check(pairs, seeds, steps) -> tuple[pd.DataFrame, list]:
         row = {"label": label, "lag": int(plain.lag), "median_update_none": none, "median_update_clip": clip,
                "ratio": ratio, "share_clipped": measured.median_step(b, "clip_share", np.mean), "matched": matched,
                "learning_rate": float(plain.learning_rate), "control_learning_rate": math.nan,
-               "control_ratio": math.nan}
+               "control_ratio": math.nan, "control_matched": False, "control_trail": ()}
         if not matched and np.isfinite(ratio):
+            trail = []
+
+            def tried(config, clip=clip):
+                m = measure(config)
+                trail.append((float(config.learning_rate), measured.median_step(m) / clip,
+                              measured.median_step(m, "grad_norm", np.max)))
+                return m
+
             control, m = measured.match_step(lambda x, c=plain: dataclasses.replace(c, learning_rate=x),
-                                             plain.learning_rate, a, clip, measure)
-            row.update(control_learning_rate=float(control.learning_rate),
-                       control_ratio=measured.median_step(m) / clip)
+                                             plain.learning_rate, a, clip, tried)
+            ratio_c = measured.median_step(m) / clip
+            row.update(control_learning_rate=float(control.learning_rate), control_ratio=ratio_c,
+                       control_matched=bool(abs(ratio_c - 1) <= measured.MATCH_TOLERANCE), control_trail=tuple(trail))
             controls.append((label, level, control))
         rows.append(row)
     return pd.DataFrame(rows, columns=columns), controls
 
 
 def steps_text(table: pd.DataFrame, rates: pd.DataFrame | None = None) -> str:
-    """The matched-step check in a few sentences (Markdown), with the matched-step controls'
+    """The matched-step check in a few sentences (Markdown), with the step controls'
     outcomes from ``rates`` (:func:`rates_table`) where they were trained.
 
     Example:
@@ -245,30 +261,63 @@ def steps_text(table: pd.DataFrame, rates: pd.DataFrame | None = None) -> str:
 
 
 def control_text(step: pd.Series, rates: pd.DataFrame) -> str:
-    """One point's matched-step control (a row of :func:`step_check`) against the clipped arm,
-    from ``rates`` (:func:`rates_table`); empty when the control has no runs.
+    """One point's step control (a row of :func:`step_check`) against the clipped arm,
+    from ``rates`` (:func:`rates_table`); empty when the control has no runs. A control whose
+    step the rescaling did not bring within the tolerance is not called matched; every rate tried
+    is given.
 
     Example:
         >>> step = pd.Series({"label": "IRNN", "lag": 20, "learning_rate": 1e-3, "control_learning_rate": 2.3e-3,
-        ...                   "control_ratio": 1.04})
+        ...                   "control_ratio": 1.04, "control_matched": True, "control_trail": ((2.3e-3, 1.04, 9.0),)})
         >>> rates = pd.DataFrame([{"label": "IRNN", "lag": 20, "runs_control": 10, "collapses_control": 0,
-        ...     "successes_control": 3, "runs_clip": 10, "collapses_clip": 0, "successes_clip": 0,
-        ...     "control_fisher_p": 1.0, "control_logrank_p": 0.07}])
+        ...     "successes_control": 3, "diverged_control": 0, "runs_clip": 10, "collapses_clip": 0,
+        ...     "successes_clip": 0, "control_fisher_p": 1.0, "control_logrank_p": 0.07}])
         >>> print(control_text(step, rates))  # doctest: +ELLIPSIS
         At IRNN at lag 20 the matched-step control (unclipped Adam at learning rate 0.0023, 2.30 times ...
     """
     row = rates[(rates["label"] == step["label"]) & (rates["lag"] == int(step["lag"]))]
     if row.empty or not int(row["runs_control"].iloc[0]):
         return ""
-    r = row.iloc[0]
-    return (f"At {step['label']} at lag {int(step['lag'])} the matched-step control (unclipped Adam at learning "
-            f"rate {step['control_learning_rate']:.2g}, {step['control_learning_rate'] / step['learning_rate']:.2f} "
-            f"times the tuned rate; its measured step {step['control_ratio']:.2f} times the clipped runs') trained on "
-            f"the same seeds: {int(r['collapses_control'])} of {int(r['runs_control'])} collapsed and "
-            f"{int(r['successes_control'])} met the criterion, against the clipped arm's {int(r['collapses_clip'])} "
-            f"and {int(r['successes_clip'])} of {int(r['runs_clip'])} (Fisher p {_p(r['control_fisher_p'])} on "
-            f"collapses, log-rank p {_p(r['control_logrank_p'])} on updates to success; raw, not part of the "
-            "verdicts, which compare the two arms a user chooses between).")
+    r, where, base = row.iloc[0], f"{step['label']} at lag {int(step['lag'])}", float(step["learning_rate"])
+    n = int(r["runs_control"])
+    outcome = (f"{int(r['diverged_control'])} of {n} diverged, {int(r['collapses_control'])} collapsed and "
+               f"{int(r['successes_control'])} met the criterion, against the clipped arm's "
+               f"{int(r['collapses_clip'])} collapses and {int(r['successes_clip'])} successes of {int(r['runs_clip'])} "
+               f"(Fisher p {_p(r['control_fisher_p'])} on collapses, log-rank p {_p(r['control_logrank_p'])} on "
+               "updates to success; raw, not part of the verdicts, which compare the two arms a user chooses "
+               "between)")
+    if bool(step["control_matched"]):
+        return (f"At {where} the matched-step control (unclipped Adam at learning rate "
+                f"{step['control_learning_rate']:.2g}, {step['control_learning_rate'] / base:.2f} times the tuned "
+                f"rate; its measured step {step['control_ratio']:.2f} times the clipped runs') trained on the same "
+                f"seeds: {outcome}.")
+    trail = list(step["control_trail"])
+    tried = "; ".join(f"at {rate:.3g} ({rate / base:.3g} times the tuned rate) the step was {x:.2f} times the clipped "
+                      f"runs' and the largest gradient norm {_norm(g)}" for rate, x, g in trail)
+    return (f"At {where} no unclipped learning rate tried took the clipped runs' step. Rescaling the rate by the "
+            f"step it measured, {len(trail)} time{'s' if len(trail) != 1 else ''} (first {STEP_UPDATES} updates, "
+            f"{STEP_SEEDS} seeds): {tried}.{_growth(trail, float(step['ratio']))} The unclipped runs at the last "
+            f"rate trained on the same seeds anyway: {outcome}. They did not take the clipped runs' step, so they are "
+            "reported here and not used as a matched-step control.")
+
+
+def _growth(trail: list, ratio: float) -> str:
+    """How the rate, the step and the largest gradient norm grew from the first rate tried to the
+    last, and whether that fits Adam's spikes (:func:`steps_text`'s reason for longer clipped steps).
+
+    Example:
+        >>> _growth([(0.002, 0.4, 100.0), (0.02, 0.5, 9000.0)], 2.3)  # doctest: +ELLIPSIS
+        ' From the first rate tried to the last, the rate grew 10-fold, the step 1.2-fold and the ...'
+    """
+    if len(trail) < 2 or not all(np.isfinite(x) and x > 0 for t in (trail[0], trail[-1]) for x in t):
+        return ""
+    rate, step, norm = (trail[-1][i] / trail[0][i] for i in range(3))
+    text = (f" From the first rate tried to the last, the rate grew {rate:.3g}-fold, the step {step:.2g}-fold and "
+            f"the largest gradient norm {norm:.3g}-fold.")
+    if ratio > 1 and step < rate / 2 and norm > rate:
+        text += (" The step lagged far behind the rate while the spikes grew faster than it, which is consistent "
+                 "with the reason above for longer clipped steps (not tested apart).")
+    return text
 
 
 def _arm_counts(part: pd.DataFrame, tag: str) -> dict:
@@ -276,17 +325,20 @@ def _arm_counts(part: pd.DataFrame, tag: str) -> dict:
     rate, lo, hi = wilson_interval(k, n)
     srate, slo, shi = wilson_interval(s, n)
     done = part.loc[part["success"].astype(bool), "updates"] if n else pd.Series(dtype=float)
-    return {f"runs_{tag}": n, f"collapses_{tag}": k, f"collapse_rate_{tag}": rate, f"collapse_lo_{tag}": lo,
+    diverged = int((part["outcome"] == "diverged").sum()) if n and "outcome" in part else 0
+    return {f"runs_{tag}": n, f"collapses_{tag}": k, f"diverged_{tag}": diverged, f"collapse_rate_{tag}": rate, f"collapse_lo_{tag}": lo,
             f"collapse_hi_{tag}": hi, f"successes_{tag}": s, f"success_rate_{tag}": srate, f"success_lo_{tag}": slo,
             f"success_hi_{tag}": shi, f"median_updates_{tag}": float(done.median()) if len(done) else math.nan}
 
 
-def rates_table(runs: pd.DataFrame) -> pd.DataFrame:
+def rates_table(runs: pd.DataFrame, steps: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per configuration and lag: the pilot's average norm and the threshold, and per arm
-    (``none``, ``clip``, ``control``: the matched-step control, no runs where it was not trained)
+    (``none``, ``clip``, ``control``: the step control, no runs where it was not trained)
     the runs, collapses and successes with Wilson 95 % intervals and the median updates to
     success; Fisher's p of the collapse counts and the log-rank p of updates to success, clipped
-    against unclipped and (``control_*``) against the control (all raw, per point)."""
+    against unclipped and (``control_*``) against the control (all raw, per point); with
+    ``steps`` (:func:`step_check`), whether each control took the clipped runs' step
+    (``control_matched``, ``control_ratio``)."""
     columns = ["label", "lag", "pilot_norm", "threshold"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
@@ -304,7 +356,10 @@ def rates_table(runs: pd.DataFrame) -> pd.DataFrame:
             row[logrank] = (V.logrank_p(b["updates"], b["success"], other["updates"], other["success"])
                             if both else math.nan)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if steps is not None and not steps.empty:
+        table = table.merge(steps[["label", "lag", "control_ratio", "control_matched"]], on=["label", "lag"], how="left")
+    return table
 
 
 def _k_of_n(k, n, rate, lo, hi) -> str:
@@ -312,11 +367,18 @@ def _k_of_n(k, n, rate, lo, hi) -> str:
 
 
 def _norm(x: float) -> str:
-    return f"{x:.3g}" if np.isfinite(x) else "not finite"
+    return ("not finite" if not np.isfinite(x) else f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}")
 
 
 def _p(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{x:.2g}"
+
+
+def _unmatched(r: pd.Series) -> str:
+    """A control's table cell suffix when its step did not match the clipped runs'."""
+    if bool(r.get("control_matched", True)) or not np.isfinite(r.get("control_ratio", math.nan)):
+        return ""
+    return f" (not matched: step {r['control_ratio']:.2f} times the clipped runs')"
 
 
 def rates_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -335,9 +397,9 @@ def rates_display(table: pd.DataFrame) -> pd.DataFrame:
     out["Fisher p (collapses)"] = table["collapse_fisher_p"].map(_p)
     out["log-rank p (updates to success)"] = table["logrank_p"].map(_p)
     if "runs_control" in table and bool((table["runs_control"] > 0).any()):
-        out["matched-step control: collapses; successes"] = [
+        out[CONTROL_COLUMN] = [
             f"{int(r['collapses_control'])} of {int(r['runs_control'])}; {int(r['successes_control'])} of "
-            f"{int(r['runs_control'])}" if r["runs_control"] else "not trained (steps matched)"
+            f"{int(r['runs_control'])}" + _unmatched(r) if r["runs_control"] else "not trained (steps matched)"
             for _, r in table.iterrows()]
     return pd.DataFrame(out)
 
@@ -550,7 +612,7 @@ def plan(p: dict, lag_configs, load, grid, baseline: str) -> list:
     are cached (``lag_configs``: ``(config, label, level)`` of the planned lag sweep on ``seeds``;
     ``load(config)``: its record or None), or the grid's longest lags when none is; unclipped runs
     on ``collapse_seeds``, and clipped ones at the threshold of the cached unclipped runs (a
-    placeholder threshold of 1 when they are not all cached). The matched-step control's runs are
+    placeholder threshold of 1 when they are not all cached). The step control's runs are
     not counted: whether a point needs one, and at which rate, is known only once both arms'
     first updates are measured."""
     rows = []

@@ -122,7 +122,7 @@ def read(params: dict, target_acc: float) -> dict:
             cov["collapse"] = True
         except _Missing as missing:
             cov["collapse_found"], cov["collapse_planned"] = missing.found, missing.planned
-            cov["collapse_arm"] = ("clipped" if "global_clipnorm" in missing.desc else "matched-step control"
+            cov["collapse_arm"] = ("clipped" if "global_clipnorm" in missing.desc else "step control"
                                    if "control" in missing.desc else "unclipped")
     return out
 
