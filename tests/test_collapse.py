@@ -149,6 +149,19 @@ def test_the_next_lag_is_the_first_lag_beyond_the_learned_ones_where_a_simple_rn
     assert study_mod.long_lags(lag_frame({(TANH, "simple_rnn", 5): "cc"}), 2, "keras", next_lag=True) == []
 
 
+def test_stopped_configurations_join_the_learned_long_lags_only_when_asked():
+    runs = lag_frame({(TANH, "simple_rnn", 10): "ss", (IRNN, "simple_rnn", 5): "cc", (TANH, "simple_rnn", 20): "cc"})
+    run = planted_run()
+    res = study_mod.study(dict(PARAMS, collapse_lag_count=1, collapse_next_lag=True, collapse_stopped=True), runs,
+                          grid, run, "keras")
+    assert res["points"] == [(10, [TANH, IRNN]), (20, [TANH])]  # not at the next lag
+    plain, _ = run.calls[0]
+    assert {(c.lag, c.recurrent_initializer) for c in plain} == {(10, "orthogonal"), (10, "identity"), (20, "orthogonal")}
+    assert "also runs the simple RNNs the lag ladder had stopped" in study_mod.page_values(res)["collapse_where"]
+    res = study_mod.study(dict(PARAMS, collapse_lag_count=1), runs, grid, planted_run(), "keras")
+    assert res["points"] == [(10, [TANH])] and "`collapse_stopped` is off" in study_mod.page_values(res)["collapse_where"]
+
+
 def test_the_page_names_the_next_lag_and_counts_only_learned_lags_against_the_asked_number():
     runs = lag_frame({(TANH, "simple_rnn", 10): "ss", (TANH, "simple_rnn", 20): "cc"})
     res = study_mod.study(dict(PARAMS, collapse_lag_count=1, collapse_next_lag=True), runs, grid, planted_run(),
@@ -210,7 +223,7 @@ def grid(lag, labels):
 
 
 PARAMS = {"collapse_seeds": list(range(10)), "collapse_lag_count": 2, "collapse_clip_multiple": 2.0,
-          "collapse_next_lag": False}
+          "collapse_next_lag": False, "collapse_stopped": False}
 
 
 def test_the_comparison_reuses_the_lag_sweep_and_clips_at_the_pilot_threshold():

@@ -266,6 +266,7 @@ REGISTRY: dict[str, Param] = _registry(
     Param("collapse_lag_count", int, at_least(1)),
     Param("collapse_clip_multiple", float, positive),
     Param("collapse_next_lag", bool),
+    Param("collapse_stopped", bool),
     Param("tuning_learning_rates", list[float], positive),
     Param("tuning_seeds", list[int], non_negative),
     Param("tuning_lag", int, at_least(1), size=LAG),

@@ -11,7 +11,9 @@ sequences, the criterion and the cap), at the lags where a simple RNN only just 
   Keras-default features (the baseline interface level), each with the simple-RNN
   configurations the lag sweep ran there (the lag ladder may have stopped the others). With
   ``collapse_next_lag``, also the next lag of the sweep beyond the longest of them, where no
-  simple RNN learned unclipped: does clipping let one learn there at all?
+  simple RNN learned unclipped: does clipping let one learn there at all? With
+  ``collapse_stopped``, the learned long lags also run every simple-RNN configuration the lag
+  ladder had stopped before them (at its first lag with no success).
 * **Two arms** per configuration and lag, on ``collapse_seeds``: *no clipping* (the lag sweep's
   own runs, read from the run cache; seeds it did not run are trained at the same settings) and
   *global_clipnorm* at a threshold set by Pascanu et al.'s §3.2 heuristic:
@@ -51,7 +53,7 @@ from rnnbook.experiments.relu.claims import improving
 from rnnbook.verdicts import Point, Verdict, decide
 
 #: The comparison's parameters (in the relu chapter's parameters cell).
-PARAMS = ("collapse_seeds", "collapse_lag_count", "collapse_clip_multiple", "collapse_next_lag")
+PARAMS = ("collapse_seeds", "collapse_lag_count", "collapse_clip_multiple", "collapse_next_lag", "collapse_stopped")
 #: The average gradient norm is taken over the unclipped runs' check intervals up to this update.
 PILOT_UPDATES = 200
 #: The matched-step check measures each arm's first updates on the first seeds of the comparison.
@@ -71,12 +73,13 @@ CLAIMS = {"collapse": "At long lags, clipping the global gradient norm makes col
 
 
 def long_lags(lag_runs: pd.DataFrame, n_lags: int, baseline: str,
-              next_lag: bool = False) -> list[tuple[int, list[str]]]:
+              next_lag: bool = False, stopped: bool = False) -> list[tuple[int, list[str]]]:
     """``(lag, configuration labels)`` of the ``n_lags`` longest lags (in increasing order) at
     which some simple-RNN configuration succeeded at least once at interface level ``baseline``;
     the labels are the simple-RNN configurations the lag sweep ran there. With ``next_lag``, also
     the shortest lag beyond the longest of them at which the sweep ran a simple RNN at that level
-    (none succeeded there), if it ran one.
+    (none succeeded there), if it ran one. With ``stopped``, the learned lags take every
+    simple-RNN configuration the sweep ran at that level at any lag (those the ladder stopped too).
 
     Example:
         >>> runs = pd.DataFrame({"cell": ["simple_rnn"] * 3 + ["gru"], "interface": "keras",
@@ -85,13 +88,18 @@ def long_lags(lag_runs: pd.DataFrame, n_lags: int, baseline: str,
         [(10, ['a']), (20, ['a'])]
         >>> long_lags(runs, 1, "keras", next_lag=True)
         [(20, ['a']), (40, ['a'])]
+        >>> stopped = pd.concat([runs, runs.iloc[:1].assign(label="b", success=False)])
+        >>> long_lags(stopped, 1, "keras"), long_lags(stopped, 1, "keras", stopped=True)
+        ([(20, ['a'])], [(20, ['a', 'b'])])
     """
     if lag_runs.empty:
         return []
     simple = lag_runs[(lag_runs["cell"] == "simple_rnn") & (lag_runs["interface"] == baseline)]
     learned = sorted({int(x) for x in simple.loc[simple["success"].astype(bool), "lag"]}, reverse=True)[:int(n_lags)]
     beyond = sorted({int(x) for x in simple["lag"] if learned and int(x) > learned[0]})[:1] if next_lag else []
-    return [(lag, list(dict.fromkeys(simple.loc[simple["lag"] == lag, "label"]))) for lag in sorted(learned) + beyond]
+    every = list(dict.fromkeys(simple["label"]))
+    ran = {lag: list(dict.fromkeys(simple.loc[simple["lag"] == lag, "label"])) for lag in learned + beyond}
+    return [(lag, every if stopped and lag in learned else ran[lag]) for lag in sorted(learned) + beyond]
 
 
 def threshold(average_norm: float, multiple: float) -> float:
@@ -119,16 +127,19 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
     first updates (:func:`rnnbook.steps.steps_of`; None: no matched-step check).
 
     Keys: ``wanted`` (``collapse_lag_count``), ``points`` (:func:`long_lags`), ``next`` (the lag
-    beyond the learned ones, with ``collapse_next_lag``; else None), ``next_asked``, ``runs`` (one row per
+    beyond the learned ones, with ``collapse_next_lag``; else None), ``next_asked``, ``stopped``
+    (``collapse_stopped``), ``runs`` (one row per
     run of both arms: ``arm``, ``pilot_norm``, ``threshold``, ``added`` (a run the lag sweep did
     not have) and :func:`annotate`'s columns), ``table`` (:func:`rates_table`), ``verdicts``
     (:func:`claim_verdicts`), ``steps`` (:func:`step_check`), ``seeds`` and ``multiple``. Rows of
     the step control (arm ``matched``) join ``runs`` where the steps differ."""
     seeds, multiple = [int(s) for s in p["collapse_seeds"]], float(p["collapse_clip_multiple"])
     learned = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline)
-    points = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline, bool(p["collapse_next_lag"]))
+    points = long_lags(lag_runs, int(p["collapse_lag_count"]), baseline, bool(p["collapse_next_lag"]),
+                       bool(p["collapse_stopped"]))
     out = {"wanted": int(p["collapse_lag_count"]), "points": points, "seeds": seeds, "multiple": multiple,
            "next": points[-1][0] if len(points) > len(learned) else None, "next_asked": bool(p["collapse_next_lag"]),
+           "stopped": bool(p["collapse_stopped"]),
            "steps": step_check([], seeds, steps)[0]}
     grids = [grid(lag, labels) for lag, labels in points]
     configs = [c for g in grids for c in g[0]]
@@ -548,6 +559,10 @@ def page_values(res: dict) -> dict:
                  f"{res['wanted']} asked for." if n_learned < res["wanted"] else "")
         vals["collapse_where"] = f"The long lags and the simple RNNs the lag sweep ran there: {where}.{short}"
         vals["collapse_where"] += next_lag_text(res)
+        vals["collapse_where"] += (" At the learned long lags the comparison also runs the simple RNNs the lag ladder "
+                                   "had stopped before them (`collapse_stopped`)." if res.get("stopped") else
+                                   " A simple RNN the lag ladder had stopped before a long lag is not run there "
+                                   "(`collapse_stopped` is off).")
     vals["collapse_steps"] = steps_text(res.get("steps", pd.DataFrame()), table)
     vals["collapse_thresholds"] = "; ".join(
         f"{r['label']} at lag {int(r['lag'])}: average norm {r['pilot_norm']:.3g}, threshold {r['threshold']:.3g}"
@@ -622,7 +637,7 @@ def plan(p: dict, lag_configs, load, grid, baseline: str) -> list:
             rows.append({"cell": config.cell, "interface": level, "lag": int(config.lag), "label": label,
                          "success": record.get("outcome") == "success"})
     n = int(p["collapse_lag_count"])
-    points = long_lags(pd.DataFrame(rows), n, baseline, bool(p["collapse_next_lag"]))
+    points = long_lags(pd.DataFrame(rows), n, baseline, bool(p["collapse_next_lag"]), bool(p["collapse_stopped"]))
     if not rows:  # nothing cached: the grid's longest lags, every simple RNN
         simple = list(dict.fromkeys(lab for c, lab, lvl in lag_configs if c.cell == "simple_rnn" and lvl == baseline))
         points = [(int(lag), simple) for lag in sorted({int(x) for x in p["lags"]})[-n:]] if simple else []
