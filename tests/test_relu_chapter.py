@@ -1,5 +1,6 @@
 """The chapter "When ReLU helps": its statistics, decision rules, verdicts and figures, on small
 synthetic run tables whose answer is known, and the criterion protocol it trains with."""
+import dataclasses
 import math
 
 import matplotlib
@@ -370,3 +371,34 @@ def test_the_planner_keeps_the_ladder_stops_it_knows_beyond_the_first_unrecorded
     by_lag = {lag: sorted((c.learning_rate, c.seed) for c in planned if c.lag == lag) for lag in (2, 4, 8)}
     assert by_lag[2] == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
     assert by_lag[4] == by_lag[8] == [(0.1, s) for s in (0, 1, 5, 6)]  # B's ladder stopped at lag 2
+
+
+def test_the_dry_run_reads_the_long_lags_from_the_ladders_runs_not_the_whole_grid(monkeypatch):
+    """The long-lag comparison's planner sees only the runs the lag ladder plans: a cached run at a
+    lag the ladder stopped before (as the comparison's own ``collapse_stopped`` runs are) is not a
+    lag-sweep run, so it cannot add a configuration or a lag to the plan."""
+    empty = relu.grid_frame([])
+    base = relu.TrainConfig(task="recall", max_updates=4)
+    grid = [(relu.at_lag(dataclasses.replace(base, learning_rate=lr), lag), lab, "keras")
+            for lab, lr in (("A", 0.1), ("B", 0.2)) for lag in (2, 4)]
+    ladder = [dataclasses.replace(c, seed=s) for c, lab, _ in grid if lab == "A" or c.lag == 2 for s in (0, 1)]
+    seen = []
+    for name in ("tuning_grid", "ablation_grid"):
+        monkeypatch.setattr(relu, name, lambda *a, **k: empty)
+    for name in ("memo_grid", "lr_grid", "width_grid"):
+        monkeypatch.setattr(relu, name, lambda *a, **k: ([], []))
+    monkeypatch.setattr(relu, "run", lambda *a, **k: pd.DataFrame())
+    monkeypatch.setattr(relu, "choose_rates", lambda tuning: ({}, tuning))
+    monkeypatch.setattr(relu, "_cached_record", lambda c: {"outcome": "success"})  # B at lag 4 too
+    monkeypatch.setattr(relu, "lag_grid", lambda *a, **k: relu.grid_frame(grid))
+    monkeypatch.setattr(relu, "planned_lag_runs", lambda *a, **k: list(ladder))
+    monkeypatch.setattr(relu, "collapse_grid", lambda *a, **k: None)
+    monkeypatch.setattr(relu.relu_collapse, "plan", lambda p, swept, *a: seen.extend(swept) or [])
+    p = {"tuning_seeds": [0], "tuning_learning_rates": [0.1], "rnn_configs": [], "seeds": [0, 1],
+         "ablation_seeds": [0]}
+    monkeypatch.setattr(relu, "_pick", lambda params: params)
+    monkeypatch.setattr(relu, "specs", lambda names: [])
+    assert relu.plan(p, target_acc=0.9) == ladder
+    assert sorted((lab, c.lag, c.seed) for c, lab, _ in seen) == [
+        ("A", 2, 0), ("A", 2, 1), ("A", 4, 0), ("A", 4, 1), ("B", 2, 0), ("B", 2, 1)]  # not B at lag 4
+    assert {level for _, _, level in seen} == {"keras"}

@@ -289,6 +289,27 @@ def fmt_ci(mean: float, lo: float, hi: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def join_and(items: list[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``; ``""`` for none.
+
+    Example:
+        >>> join_and(["a", "b", "c"])
+        'a, b and c'
+    """
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def fmt_norm(x: float) -> str:
+    """A gradient or update norm for the prose: ``"0.953"``, ``"26,229"``, ``"not finite"``."""
+    return "not finite" if not np.isfinite(x) else f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def fmt_p(x: float) -> str:
+    """A p value to two significant digits; ``"n/a"`` when there is none."""
+    return "n/a" if not np.isfinite(x) else f"{x:.2g}"
+
+
 def encoder_ceiling(epochs: int = 30, seed: int = 0, compute: bool = True) -> dict | None:
     """The encoder's per-image test accuracy (:func:`rnnbook.criterion.encoder_ceiling`),
     cached with the runs: the reference of every chapter's success criterion.

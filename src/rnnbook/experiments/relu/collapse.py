@@ -48,9 +48,9 @@ import numpy as np
 import pandas as pd
 
 from rnnbook import collapse as rule, verdicts as V
-from rnnbook.experiments.common import fmt_ci, wilson_interval
+from rnnbook.experiments.common import fmt_ci, fmt_norm, fmt_p, join_and, wilson_interval
 from rnnbook.experiments.relu.claims import improving
-from rnnbook.experiments.relu.collapse_steps import (STEP_SEEDS, STEP_UPDATES, _and, _norm, _p,  # noqa: F401 (API)
+from rnnbook.experiments.relu.collapse_steps import (STEP_SEEDS, STEP_UPDATES,  # noqa: F401 (API)
                                                      control_text, step_check, steps_text)
 from rnnbook.verdicts import Point, Verdict, decide
 
@@ -128,7 +128,8 @@ def study(p: dict, lag_runs: pd.DataFrame, grid, run, baseline: str, steps=None)
     Keys: ``wanted`` (``collapse_lag_count``), ``points`` (:func:`long_lags`), ``next`` (the lag
     beyond the learned ones, with ``collapse_next_lag``; else None), ``next_asked``, ``stopped``
     (``collapse_stopped``), ``runs`` (one row per
-    run of both arms: ``arm``, ``pilot_norm``, ``threshold``, ``added`` (a run the lag sweep did
+    run of both arms: ``arm``, ``pilot_norm``, ``threshold`` (the point's, on every arm's rows: only
+    the clipped arm clips at it), ``added`` (a run the lag sweep did
     not have) and :func:`annotate`'s columns), ``table`` (:func:`rates_table`), ``verdicts``
     (:func:`claim_verdicts`), ``steps`` (:func:`step_check`), ``seeds`` and ``multiple``. Rows of
     the step control (arm ``matched``) join ``runs`` where the steps differ."""
@@ -246,8 +247,8 @@ def rates_display(table: pd.DataFrame) -> pd.DataFrame:
         for tag, arm in (("none", "no clipping"), ("clip", "clipped")):
             out[f"{what}, {arm}"] = [_k_of_n(r[f"{what}_{tag}"], r[f"runs_{tag}"], r[f"{key}_rate_{tag}"],
                                              r[f"{key}_lo_{tag}"], r[f"{key}_hi_{tag}"]) for _, r in table.iterrows()]
-    out["Fisher p (collapses)"] = table["collapse_fisher_p"].map(_p)
-    out["log-rank p (updates to success)"] = table["logrank_p"].map(_p)
+    out["Fisher p (collapses)"] = table["collapse_fisher_p"].map(fmt_p)
+    out["log-rank p (updates to success)"] = table["logrank_p"].map(fmt_p)
     if "runs_control" in table and bool((table["runs_control"] > 0).any()):
         out[CONTROL_COLUMN] = [
             f"{int(r['collapses_control'])} of {int(r['runs_control'])}; {int(r['successes_control'])} of "
@@ -390,7 +391,7 @@ def page_values(res: dict) -> dict:
                                   "Keras-default features, so there is no long lag to compare clipping at: the "
                                   "table below is empty and both claims' premise is not met.")
     else:
-        where = "; ".join(f"lag {lag}: {_and(labels)}" for lag, labels in res["points"])
+        where = "; ".join(f"lag {lag}: {join_and(labels)}" for lag, labels in res["points"])
         n_learned = len(lags) - (res.get("next") is not None)
         short = (f" The lag sweep had only {n_learned} such lag{'s' if n_learned > 1 else ''}, fewer than the "
                  f"{res['wanted']} asked for." if n_learned < res["wanted"] else "")
@@ -417,7 +418,7 @@ def page_values(res: dict) -> dict:
     vals["collapse_events"] = "; ".join(
         f"{r['label']} at lag {int(r['lag'])}, seed {int(r['seed'])} ({EVENT_ARMS[r['arm']]}): "
         f"from {r['best_val_acc']:.2f} at update {int(r['collapse_update']) if np.isfinite(r['collapse_update']) else 'n/a'}"
-        f" ({r['collapse_how']}), gradient norm {_norm(r['collapse_grad_norm'])}"
+        f" ({r['collapse_how']}), gradient norm {fmt_norm(r['collapse_grad_norm'])}"
         for _, r in collapsed.iterrows()) or "none"
     shown = example(runs)
     vals["collapse_shown"] = ("no run" if shown is None else
@@ -461,7 +462,7 @@ def figure_data(res: dict, chance: float, target: float) -> dict:
 
 def plan(p: dict, lag_configs, load, grid, baseline: str) -> list:
     """The comparison's runs, for ``--dry-run``: the long lags read from the lag sweep's runs that
-    are cached (``lag_configs``: ``(config, label, level)`` of the planned lag sweep on ``seeds``;
+    are cached (``lag_configs``: ``(config, label, level)`` of every run the lag ladder plans;
     ``load(config)``: its record or None), or the grid's longest lags when none is; unclipped runs
     on ``collapse_seeds``, and clipped ones at the threshold of the cached unclipped runs (a
     placeholder threshold of 1 when they are not all cached). The step control's runs are

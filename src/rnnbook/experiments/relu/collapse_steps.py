@@ -9,10 +9,6 @@ the first :data:`STEP_SEEDS` seeds; where the medians differ by more than
 runs' step (:func:`rnnbook.steps.match_step`), the **step control**. :func:`steps_text` and
 :func:`control_text` say it on the page; a control whose step ends outside the tolerance is not
 called matched.
-
-Example:
-    >>> _and(["a", "b", "c"])
-    'a, b and c'
 """
 from __future__ import annotations
 
@@ -23,22 +19,11 @@ import numpy as np
 import pandas as pd
 
 from rnnbook import steps as measured
+from rnnbook.experiments.common import fmt_norm, fmt_p, join_and
 
 #: The matched-step check measures each arm's first updates on the first seeds of the comparison.
 STEP_UPDATES = 100
 STEP_SEEDS = 2
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
-
-
-def _norm(x: float) -> str:
-    return ("not finite" if not np.isfinite(x) else f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}")
-
-
-def _p(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{x:.2g}"
 
 
 def step_check(pairs, seeds, steps) -> tuple[pd.DataFrame, list]:
@@ -116,7 +101,7 @@ def steps_text(table: pd.DataFrame, rates: pd.DataFrame | None = None) -> str:
     off = table[~table["matched"]]
     parts = []
     for word, side in (("shorter", off["ratio"] < 1), ("longer", off["ratio"] > 1)):
-        where = _and([f"{r['label']} at lag {int(r['lag'])}" for _, r in off[side].iterrows()])
+        where = join_and([f"{r['label']} at lag {int(r['lag'])}" for _, r in off[side].iterrows()])
         if where:
             parts.append(f"at {where} the clipped runs also took {word} steps")
     why_longer = (" A possible reason for longer steps, not tested here: under Adam a clipped spike no longer "
@@ -154,7 +139,7 @@ def control_text(step: pd.Series, rates: pd.DataFrame) -> str:
     outcome = (f"{int(r['diverged_control'])} of {n} diverged, {int(r['collapses_control'])} collapsed and "
                f"{int(r['successes_control'])} met the criterion, against the clipped arm's "
                f"{int(r['collapses_clip'])} collapses and {int(r['successes_clip'])} successes of {int(r['runs_clip'])} "
-               f"(Fisher p {_p(r['control_fisher_p'])} on collapses, log-rank p {_p(r['control_logrank_p'])} on "
+               f"(Fisher p {fmt_p(r['control_fisher_p'])} on collapses, log-rank p {fmt_p(r['control_logrank_p'])} on "
                "updates to success; raw, not part of the verdicts, which compare the two arms a user chooses "
                "between)")
     if bool(step["control_matched"]):
@@ -164,7 +149,7 @@ def control_text(step: pd.Series, rates: pd.DataFrame) -> str:
                 f"seeds: {outcome}.")
     trail = list(step["control_trail"])
     tried = "; ".join(f"at {rate:.3g} ({rate / base:.3g} times the tuned rate) the step was {x:.2f} times the clipped "
-                      f"runs' and the largest gradient norm {_norm(g)}" for rate, x, g in trail)
+                      f"runs' and the largest gradient norm {fmt_norm(g)}" for rate, x, g in trail)
     return (f"At {where} no unclipped learning rate tried took the clipped runs' step. Rescaling the rate by the "
             f"step it measured, {len(trail)} time{'s' if len(trail) != 1 else ''} (first {STEP_UPDATES} updates, "
             f"{STEP_SEEDS} seeds): {tried}.{_growth(trail, float(step['ratio']))} The unclipped runs at the last "

@@ -29,7 +29,7 @@ import pandas as pd
 
 from rnnbook import collapse, steps, sweeps
 from rnnbook.experiments import relu
-from rnnbook.experiments.common import wilson_interval
+from rnnbook.experiments.common import join_and, wilson_interval
 from rnnbook.experiments.relu import claims as relu_claims, collapse as relu_collapse, ladder
 from rnnbook.verdicts import Verdict
 
@@ -236,7 +236,7 @@ def coverage_text(out: dict, lags_planned) -> str:
 def _lags(xs) -> str:
     """``"lag 5"``, ``"lags 5 and 10"``, ``"lags 5, 10 and 20"``."""
     xs = [str(int(x)) for x in xs]
-    return "lags " + ", ".join(xs[:-1]) + " and " + xs[-1] if len(xs) > 1 else f"lag {xs[0]}"
+    return f"lags {join_and(xs)}" if len(xs) > 1 else f"lag {xs[0]}"
 
 
 def provenance(out: dict) -> dict:
