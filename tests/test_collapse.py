@@ -472,3 +472,22 @@ def test_the_step_check_says_which_way_the_steps_differ():
     assert "took shorter steps" in only_shorter and "longer" not in only_shorter
     matched = study_mod.steps_text(t.iloc[:1])
     assert "the unclipped arm is itself the control" in matched and "longer" not in matched
+
+
+def test_points_where_no_run_left_chance_are_named_as_unable_to_show_a_collapse():
+    """A point whose runs, clipped or not, never beat chance by three standard errors cannot show
+    a collapse: the page names it with its best accuracy; a point where some run learned is not
+    named."""
+    learned = planted_run()
+
+    def run(configs, labels, seeds, desc, levels):
+        rows = learned(configs, labels, seeds, desc, levels)
+        at_chance = rows["lag"] == 20
+        rows.loc[at_chance, "record"] = [record([0.1, 0.11, 0.104, 0.1]) for _ in range(int(at_chance.sum()))]
+        return rows
+
+    sweep = lag_frame({(TANH, "simple_rnn", 10): "ss", (TANH, "simple_rnn", 20): "sc"})
+    vals = study_mod.page_values(study_mod.study(PARAMS, sweep, grid, run, "keras"))
+    assert vals["collapse_unlearned"].startswith(f"At {TANH} at lag 20, no run of either arm ever beat chance")
+    assert "accuracy 0.110" in vals["collapse_unlearned"] and "lag 10" not in vals["collapse_unlearned"]
+    assert study_mod.page_values(study_mod.study(PARAMS, sweep, grid, learned, "keras"))["collapse_unlearned"] == ""

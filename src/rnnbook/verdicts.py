@@ -232,11 +232,24 @@ def is_dead(record: dict) -> bool:
     return False
 
 
+def chance_bar(chance, n, z: float = 3.0):
+    """Accuracy a guessing classifier exceeds with probability about 0.1 % on ``n`` sequences:
+    chance plus ``z`` binomial standard errors (elementwise for arrays).
+
+    Example:
+        >>> round(chance_bar(0.1, 100), 3)
+        0.19
+    """
+    bar = np.asarray(chance, float) + z * np.sqrt(np.asarray(chance, float) * (1.0 - np.asarray(chance, float))
+                                                  / np.maximum(np.asarray(n, float), 1.0))
+    return float(bar) if bar.ndim == 0 else bar
+
+
 def above_chance(record: dict, z: float = 3.0) -> bool:
-    """True when some validation check beat chance by ``z`` binomial standard errors on the
-    validation set (``chance`` and ``config.n_val`` of the record)."""
+    """True when some validation check beat :func:`chance_bar` on the validation set (``chance``
+    and ``config.n_val`` of the record)."""
     chance, n = float(record.get("chance", math.nan)), float((record.get("config") or {}).get("n_val") or 1)
-    bar = chance + z * math.sqrt(max(chance * (1 - chance), 0.0) / max(n, 1.0))
+    bar = chance_bar(chance, n, z)
     return any(float(v) > bar for v in record.get("check_val_acc") or [])
 
 

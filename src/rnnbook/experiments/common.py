@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbook.choices import GATED_CONFIGS, NORMAL_STD, RECURRENT_INITIALIZERS
+from rnnbook.verdicts import chance_bar  # noqa: F401 (the chapters' name for it)
 
 #: Pascanu, Mikolov & Bengio (2013, section 3.2): thresholds "from half to ten times" the
 #: average gradient norm over a sufficiently large number of updates can still converge.
@@ -215,19 +216,6 @@ def value_at(summary: pd.DataFrame, label: str, column: str = "mean", **where) -
     return float(part[column].iloc[0]) if len(part) else math.nan
 
 
-def chance_bar(chance, n, z: float = 3.0):
-    """Accuracy a guessing classifier exceeds with probability about 0.1 % on ``n`` sequences:
-    chance plus ``z`` binomial standard errors (elementwise for arrays).
-
-    Example:
-        >>> round(chance_bar(0.1, 100), 3)
-        0.19
-    """
-    bar = np.asarray(chance, float) + z * np.sqrt(np.asarray(chance, float) * (1.0 - np.asarray(chance, float))
-                                                  / np.maximum(np.asarray(n, float), 1.0))
-    return float(bar) if bar.ndim == 0 else bar
-
-
 def failed(runs: pd.DataFrame) -> pd.Series:
     """The book's one failure rule (:func:`rnnbook.verdicts.failure_reason`): diverged (NaN/Inf,
     non-finite weights or loss blow-up, or the run raised), dead (hidden state or recurrent
@@ -242,12 +230,6 @@ def failure_reasons(runs: pd.DataFrame) -> pd.Series:
     flags = runs["failed"] if "failed" in runs else pd.Series(False, index=runs.index)
     return pd.Series([verdicts.failure_reason({**r, "failed": bool(f)}) for r, f in zip(runs["record"], flags)],
                      index=runs.index, dtype=object)
-
-
-def above_chance_ever(record: dict) -> bool:
-    """True when some validation check of the run beat :func:`chance_bar`."""
-    bar = chance_bar(record["chance"], record["config"]["n_val"])
-    return bool(any(v > bar for v in record.get("check_val_acc", [])))
 
 
 def outcomes(runs: pd.DataFrame) -> pd.DataFrame:

@@ -111,9 +111,11 @@ def threshold(average_norm: float, multiple: float) -> float:
 
 def annotate(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with each run's :class:`rnnbook.collapse.Collapse`: ``collapsed``,
-    ``collapse_update``, ``collapse_grad_norm``, ``best_val_acc``, ``drop``, ``collapse_how``."""
+    ``collapse_update``, ``collapse_grad_norm``, ``best_val_acc``, ``drop``, ``collapse_how``;
+    and ``ever_above_chance`` (:func:`rnnbook.verdicts.above_chance`)."""
     found = [rule.collapse(r) for r in runs["record"]]
-    return runs.assign(collapsed=[c.collapsed for c in found],
+    return runs.assign(ever_above_chance=[V.above_chance(r) for r in runs["record"]],
+                       collapsed=[c.collapsed for c in found],
                        collapse_update=[c.update if c.update is not None else math.nan for c in found],
                        collapse_grad_norm=[c.grad_norm for c in found], best_val_acc=[c.best for c in found],
                        drop=[c.drop for c in found], collapse_how=[c.how for c in found])
@@ -409,6 +411,7 @@ def page_values(res: dict) -> dict:
         f"{r['label']} at lag {int(r['lag'])}: collapses {r['collapses_none']} of {r['runs_none']} unclipped and "
         f"{r['collapses_clip']} of {r['runs_clip']} clipped, successes {r['successes_none']} of {r['runs_none']} "
         f"unclipped and {r['successes_clip']} of {r['runs_clip']} clipped" for _, r in table.iterrows()) or "none"
+    vals["collapse_unlearned"] = unlearned_text(runs)
     n_runs = len(runs)
     added = runs[runs["added"]] if n_runs else runs
     vals.update({"collapse_n_runs": n_runs, "collapse_n_added": len(added),
@@ -429,6 +432,31 @@ def page_values(res: dict) -> dict:
         vals[f"verdict_{key}"] = V.markdown(verdict)
         vals[f"word_{key}"] = verdict.word
     return vals
+
+
+def unlearned_text(runs: pd.DataFrame) -> str:
+    """Markdown: the points where no run of any arm ever beat chance by three standard errors
+    (:func:`annotate`'s ``ever_above_chance``), with their best validation accuracy: nothing was learned there, so
+    nothing could collapse; ``""`` when every point learned something.
+
+    Example:
+        >>> runs = pd.DataFrame({"label": ["a", "a", "b"], "lag": [40, 40, 20], "ever_above_chance": [False, False, True],
+        ...                      "best_val_acc": [0.11, 0.13, 0.9]})
+        >>> unlearned_text(runs)  # doctest: +ELLIPSIS
+        'At a at lag 40, no run of either arm ever beat chance by three standard errors (best validation ...'
+    """
+    if runs.empty:
+        return ""
+    points = [(lab, int(lag), float(part["best_val_acc"].max()))
+              for (lab, lag), part in runs.groupby(["label", "lag"], sort=False) if not part["ever_above_chance"].any()]
+    if not points:
+        return ""
+    where = join_and([f"{lab} at lag {lag}" for lab, lag, _ in points])
+    best = join_and([f"{b:.3f}" for _, _, b in points])
+    return (f"At {where}, no run of either arm ever beat chance by three standard errors (best validation "
+            f"accuracy {best}): nothing was learned there to lose, so these points cannot show whether clipping "
+            "prevents collapses; they show only that clipping at this threshold did not make them learn within "
+            "the cap.")
 
 
 def next_lag_text(res: dict) -> str:
