@@ -280,7 +280,7 @@ def test_the_matched_step_check_measures_both_arms_first_updates(ratio, matched)
     measured = [(c.clip_mode, c.max_updates, s) for c, s in steps.calls]
     assert measured[:2] == [("none", study_mod.STEP_UPDATES, [0, 1]), ("global_clipnorm", study_mod.STEP_UPDATES, [0, 1])]
     text = study_mod.page_values(res)["collapse_steps"]
-    assert f"{ratio:.2f} times" in text
+    assert f", {ratio:.2f} (" in text
     assert ("the unclipped arm is itself the control" in text) == matched
     assert "was not trained" not in text  # where the steps differ, the control trains
     arms = set(res["runs"]["arm"])
@@ -464,8 +464,9 @@ def test_the_step_check_says_which_way_the_steps_differ():
     t = pd.DataFrame({"label": ["tanh", "IRNN", "ReLU"], "lag": [40, 20, 20], "ratio": [0.98, 2.3, 0.5],
                       "share_clipped": [0.3, 0.4, 0.5], "matched": [True, False, False]})
     text = study_mod.steps_text(t)
-    assert "at IRNN at lag 20 the clipped runs also took longer steps" in text
-    assert "at ReLU at lag 20 the clipped runs also took shorter steps" in text
+    assert "at IRNN at lag 20 the clipped runs took longer steps" in text
+    assert "at ReLU at lag 20 the clipped runs took shorter steps" in text
+    assert "multiples of the unclipped runs': tanh at lag 40, 0.98 (30 % of the updates clipped); IRNN" in text
     assert "tanh at lag 40 the clipped" not in text and "was not trained" in text
     assert "possible reason for longer steps" in text
     only_shorter = study_mod.steps_text(t.iloc[[0, 2]])

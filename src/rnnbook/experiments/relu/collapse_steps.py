@@ -84,15 +84,14 @@ def steps_text(table: pd.DataFrame, rates: pd.DataFrame | None = None) -> str:
         >>> t = pd.DataFrame({"label": ["tanh"], "lag": [80], "ratio": [0.97], "share_clipped": [0.4],
         ...                   "matched": [True]})
         >>> print(steps_text(t))  # doctest: +ELLIPSIS
-        Over their first 100 updates on 2 seeds, the clipped runs' median update was 0.97 times ...
+        Over their first 100 updates on 2 seeds, the clipped runs' median update was, in multiples of ...
     """
     if table.empty:
         return "No step was measured: there is no long lag with a clipped arm."
-    each = "; ".join(f"{r['label']} at lag {int(r['lag'])}; {100 * r['share_clipped']:.0f} % of the updates clipped"
-                     for _, r in table.iterrows())
-    ratios = ", ".join(f"{r:.2f}" for r in table["ratio"])
-    text = (f"Over their first {STEP_UPDATES} updates on {STEP_SEEDS} seeds, the clipped runs' median update was "
-            f"{ratios} times the unclipped runs' ({each}). ")
+    each = "; ".join(f"{r['label']} at lag {int(r['lag'])}, {r['ratio']:.2f} ({100 * r['share_clipped']:.0f} % of "
+                     "the updates clipped)" for _, r in table.iterrows())
+    text = (f"Over their first {STEP_UPDATES} updates on {STEP_SEEDS} seeds, the clipped runs' median update was, "
+            f"in multiples of the unclipped runs': {each}. ")
     tol = f"{100 * measured.MATCH_TOLERANCE:.0f} %"
     if bool(table["matched"].all()):
         return text + (f"Within {tol}, clipping left the typical step as it was, so the unclipped arm is itself "
@@ -103,7 +102,7 @@ def steps_text(table: pd.DataFrame, rates: pd.DataFrame | None = None) -> str:
     for word, side in (("shorter", off["ratio"] < 1), ("longer", off["ratio"] > 1)):
         where = join_and([f"{r['label']} at lag {int(r['lag'])}" for _, r in off[side].iterrows()])
         if where:
-            parts.append(f"at {where} the clipped runs also took {word} steps")
+            parts.append(f"at {where} the clipped runs took {word} steps")
     why_longer = (" A possible reason for longer steps, not tested here: under Adam a clipped spike no longer "
                   "inflates the optimiser's running scale of the gradient, which would otherwise shorten the "
                   "steps after it." if bool((off["ratio"] > 1).any()) else "")
@@ -169,7 +168,7 @@ def _growth(trail: list, ratio: float) -> str:
         return ""
     rate, step, norm = (trail[-1][i] / trail[0][i] for i in range(3))
     text = (f" From the first rate tried to the last, the rate grew {rate:.3g}-fold, the step {step:.2g}-fold and "
-            f"the largest gradient norm {norm:.3g}-fold.")
+            f"the largest gradient norm {fmt_norm(norm)}-fold.")
     if ratio > 1 and step < rate / 2 and norm > rate:
         text += (" The step lagged far behind the rate while the spikes grew faster than it, which is consistent "
                  "with the reason above for longer clipped steps (not tested apart).")
