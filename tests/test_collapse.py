@@ -157,9 +157,13 @@ def test_stopped_configurations_join_the_learned_long_lags_only_when_asked():
     assert res["points"] == [(10, [TANH, IRNN]), (20, [TANH])]  # not at the next lag
     plain, _ = run.calls[0]
     assert {(c.lag, c.recurrent_initializer) for c in plain} == {(10, "orthogonal"), (10, "identity"), (20, "orthogonal")}
-    assert "also runs the simple RNNs the lag ladder had stopped" in study_mod.page_values(res)["collapse_where"]
+    where = study_mod.page_values(res)["collapse_where"]
+    assert "also runs the simple RNNs the lag ladder had stopped" in where
+    assert where.startswith("The long lags and the simple RNNs the comparison runs there: lag 10:")
     res = study_mod.study(dict(PARAMS, collapse_lag_count=1), runs, grid, planted_run(), "keras")
-    assert res["points"] == [(10, [TANH])] and "`collapse_stopped` is off" in study_mod.page_values(res)["collapse_where"]
+    where = study_mod.page_values(res)["collapse_where"]
+    assert res["points"] == [(10, [TANH])] and "`collapse_stopped` is off" in where
+    assert where.startswith("The long lags and the simple RNNs the lag sweep ran there: lag 10:")
 
 
 def test_the_page_names_the_next_lag_and_counts_only_learned_lags_against_the_asked_number():

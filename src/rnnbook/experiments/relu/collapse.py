@@ -397,7 +397,8 @@ def page_values(res: dict) -> dict:
         n_learned = len(lags) - (res.get("next") is not None)
         short = (f" The lag sweep had only {n_learned} such lag{'s' if n_learned > 1 else ''}, fewer than the "
                  f"{res['wanted']} asked for." if n_learned < res["wanted"] else "")
-        vals["collapse_where"] = f"The long lags and the simple RNNs the lag sweep ran there: {where}.{short}"
+        who = "the comparison runs" if res.get("stopped") else "the lag sweep ran"
+        vals["collapse_where"] = f"The long lags and the simple RNNs {who} there: {where}.{short}"
         vals["collapse_where"] += next_lag_text(res)
         vals["collapse_where"] += (" At the learned long lags the comparison also runs the simple RNNs the lag ladder "
                                    "had stopped before them (`collapse_stopped`)." if res.get("stopped") else
