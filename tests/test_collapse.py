@@ -495,4 +495,5 @@ def test_points_where_no_run_left_chance_are_named_as_unable_to_show_a_collapse(
     vals = study_mod.page_values(study_mod.study(PARAMS, sweep, grid, run, "keras"))
     assert vals["collapse_unlearned"].startswith(f"At {TANH} at lag 20, no run of either arm ever beat chance")
     assert "accuracy 0.110" in vals["collapse_unlearned"] and "lag 10" not in vals["collapse_unlearned"]
-    assert study_mod.page_values(study_mod.study(PARAMS, sweep, grid, learned, "keras"))["collapse_unlearned"] == ""
+    every = study_mod.page_values(study_mod.study(PARAMS, sweep, grid, learned, "keras"))["collapse_unlearned"]
+    assert every.startswith("At every point some run beat chance")

@@ -438,7 +438,7 @@ def page_values(res: dict) -> dict:
 def unlearned_text(runs: pd.DataFrame) -> str:
     """Markdown: the points where no run of any arm ever beat chance by three standard errors
     (:func:`annotate`'s ``ever_above_chance``), with their best validation accuracy: nothing was learned there, so
-    nothing could collapse; ``""`` when every point learned something.
+    nothing could collapse; a sentence saying so when every point learned something.
 
     Example:
         >>> runs = pd.DataFrame({"label": ["a", "a", "b"], "lag": [40, 40, 20], "ever_above_chance": [False, False, True],
@@ -447,11 +447,11 @@ def unlearned_text(runs: pd.DataFrame) -> str:
         'At a at lag 40, no run of either arm ever beat chance by three standard errors (best validation ...'
     """
     if runs.empty:
-        return ""
+        return "No run was trained, so no run could learn and lose it."
     points = [(lab, int(lag), float(part["best_val_acc"].max()))
               for (lab, lag), part in runs.groupby(["label", "lag"], sort=False) if not part["ever_above_chance"].any()]
     if not points:
-        return ""
+        return "At every point some run beat chance by three standard errors: each point had something to lose."
     where = join_and([f"{lab} at lag {lag}" for lab, lag, _ in points])
     best = join_and([f"{b:.3f}" for _, _, b in points])
     return (f"At {where}, no run of either arm ever beat chance by three standard errors (best validation "
