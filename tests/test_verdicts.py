@@ -34,6 +34,14 @@ def test_a_tie_is_no_difference_detected_never_contradicted():
     assert v.word == V.NO_DIFFERENCE
 
 
+def test_a_tie_names_the_point_that_differs_most_not_the_first():
+    """All adjusted p values tie at 1: the verdict's counts come from the point with the smallest
+    raw p, then the largest difference in shares, not from a 0 of 10 against 0 of 10."""
+    v = decide([Point(0, 10, 0, 10, label="flat"), Point(7, 10, 7, 10, label="even"),
+                Point(1, 10, 0, 10, label="apart")], counting="collapses")
+    assert v.word == V.NO_DIFFERENCE and "1 of 10 against 0 of 10 at apart" in v.why
+
+
 def test_small_samples_cannot_decide_one_of_one_against_zero_of_one():
     assert decide([Point(1, 1, 0, 1)]).word == V.NO_DIFFERENCE
 

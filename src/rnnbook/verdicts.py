@@ -350,7 +350,10 @@ def decide(points: Sequence[Point], premise: bool = True, premise_why: str = "",
     test = test_name + (f", Holm-adjusted over {len(points)} points" if len(points) > 1 else "")
     for_a = [i for i, pt in enumerate(points) if adj[i] < ALPHA and _favours(pt) > 0]
     for_b = [i for i, pt in enumerate(points) if adj[i] < ALPHA and _favours(pt) < 0]
-    best = int(np.argmin(adj))
+    # the point that speaks for the verdict: the smallest adjusted p; among ties, the smallest raw p,
+    # then the largest difference in shares (not a 0 of 10 against 0 of 10 when another point differs)
+    best = min(range(len(points)), key=lambda i: (adj[i], raw[i], -abs(points[i].a / points[i].n_a
+                                                                     - points[i].b / points[i].n_b)))
     p, deciding = float(adj[best]), points[best]
     p_name = "Holm-adjusted p" if len(points) > 1 else "p"
     da, db = deciding.names or names
