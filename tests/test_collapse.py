@@ -215,6 +215,7 @@ def planted_run(collapsing_seeds=range(6), clipped_collapse=False):
                 rows.append({"label": label, "lag": config.lag, "seed": seed, "interface": level, "record": rec,
                              "outcome": rec["outcome"], "success": rec["outcome"] == "success",
                              "updates": rec["updates"], "wall_time": 60.0, "chance": 0.1,
+                             "ever_above_chance": V.above_chance(rec),  # as common.outcomes gives it
                              "clip_mode": config.clip_mode, "clip_threshold": config.clip_threshold})
         return pd.DataFrame(rows)
 
@@ -442,6 +443,7 @@ def test_the_front_page_clipping_answer_comes_from_the_long_lags_when_the_short_
 def test_a_diverged_collapse_pastes_no_inf():
     runs = pd.DataFrame([{"label": TANH, "lag": 10, "seed": 0, "interface": "keras", "arm": "none", "success": False,
                           "outcome": "diverged", "updates": 60, "wall_time": 1.0, "added": False, "pilot_norm": 1.0,
+                          "ever_above_chance": True,
                           "threshold": 1.0, "record": record([0.2, 0.8], norms=[1, 2, math.inf], outcome="diverged",
                                                              diverged_step=60)}])
     runs = study_mod.annotate(runs)
@@ -489,7 +491,7 @@ def test_points_where_no_run_left_chance_are_named_as_unable_to_show_a_collapse(
         rows = learned(configs, labels, seeds, desc, levels)
         at_chance = rows["lag"] == 20
         rows.loc[at_chance, "record"] = [record([0.1, 0.11, 0.104, 0.1]) for _ in range(int(at_chance.sum()))]
-        return rows
+        return rows.assign(ever_above_chance=[V.above_chance(r) for r in rows["record"]])
 
     sweep = lag_frame({(TANH, "simple_rnn", 10): "ss", (TANH, "simple_rnn", 20): "sc"})
     vals = study_mod.page_values(study_mod.study(PARAMS, sweep, grid, run, "keras"))

@@ -229,9 +229,9 @@ def plan(params: dict, target_acc: float | None = None) -> list[TrainConfig]:
     ablation = sweeps.with_seeds(ablation_grid(p, target_acc, guess)[0], p["ablation_seeds"])
     rest = [c for configs, _ in (memo_grid(p, target_acc), lr_grid(p, target_acc), width_grid(p, target_acc))
             for c in configs]
-    named = {c: (lab, key) for c, lab, key in zip(*lag_grid(p, target_acc, guess))}  # seed as in the grid
-    seed0 = next(iter(named)).seed if named else 0
-    swept = [(c, *named[dataclasses.replace(c, seed=seed0)]) for c in lag]  # the ladder's runs, not the grid's
+    unseeded = lambda c: dataclasses.replace(c, seed=0)  # noqa: E731
+    named = {unseeded(c): (lab, key) for c, lab, key in zip(*lag_grid(p, target_acc, guess))}
+    swept = [(c, *named[unseeded(c)]) for c in lag]  # the ladder's runs, not the grid's
     long_lags = relu_collapse.plan(p, swept, _cached_record, collapse_grid(p, target_acc, guess), BASELINE)
     return tuned + lag + ablation + sweeps.with_seeds(rest, p["seeds"]) + long_lags
 

@@ -111,11 +111,9 @@ def threshold(average_norm: float, multiple: float) -> float:
 
 def annotate(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with each run's :class:`rnnbook.collapse.Collapse`: ``collapsed``,
-    ``collapse_update``, ``collapse_grad_norm``, ``best_val_acc``, ``drop``, ``collapse_how``;
-    and ``ever_above_chance`` (:func:`rnnbook.verdicts.above_chance`)."""
+    ``collapse_update``, ``collapse_grad_norm``, ``best_val_acc``, ``drop``, ``collapse_how``."""
     found = [rule.collapse(r) for r in runs["record"]]
-    return runs.assign(ever_above_chance=[V.above_chance(r) for r in runs["record"]],
-                       collapsed=[c.collapsed for c in found],
+    return runs.assign(collapsed=[c.collapsed for c in found],
                        collapse_update=[c.update if c.update is not None else math.nan for c in found],
                        collapse_grad_norm=[c.grad_norm for c in found], best_val_acc=[c.best for c in found],
                        drop=[c.drop for c in found], collapse_how=[c.how for c in found])
@@ -437,7 +435,7 @@ def page_values(res: dict) -> dict:
 
 def unlearned_text(runs: pd.DataFrame) -> str:
     """Markdown: the points where no run of any arm ever beat chance by three standard errors
-    (:func:`annotate`'s ``ever_above_chance``), with their best validation accuracy: nothing was learned there, so
+    (``ever_above_chance``, from the chapter's ``run``: :func:`rnnbook.experiments.common.outcomes`), with their best validation accuracy: nothing was learned there, so
     nothing could collapse; a sentence saying so when every point learned something.
 
     Example:
