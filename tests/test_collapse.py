@@ -368,6 +368,7 @@ def test_page_values_state_the_lags_thresholds_counts_and_budget():
     assert "fewer than the 3 asked for" in vals["collapse_where"]
     assert vals["collapse_summary"].startswith(f"{TANH} at lag 10: collapses 6 of 10 unclipped and 0 of 10 clipped")
     assert "threshold" in vals["collapse_thresholds"] and vals["collapse_n_runs"] == 20
+    assert vals["collapse_n_censored"] == 6  # the six collapsing unclipped runs end censored, the rest succeed
     assert vals["collapse_n_added"] == 18 and vals["collapse_added_minutes"] == pytest.approx(18.0)
     assert vals["collapse_events"].count("(accuracy fell)") == 6 and "(unclipped)" in vals["collapse_events"]
     assert vals["collapse_shown"].startswith(f"{TANH} at lag 10, seed 0, no clipping")

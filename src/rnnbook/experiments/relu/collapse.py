@@ -414,6 +414,7 @@ def page_values(res: dict) -> dict:
     n_runs = len(runs)
     added = runs[runs["added"]] if n_runs else runs
     vals.update({"collapse_n_runs": n_runs, "collapse_n_added": len(added),
+                 "collapse_n_censored": int((runs["outcome"] == "censored").sum()) if n_runs else 0,
                  "collapse_added_minutes": float(added["wall_time"].fillna(0).sum()) / 60 if len(added) else 0.0,
                  "collapse_added_updates": int(added["updates"].sum()) if len(added) else 0})
     collapsed = runs[runs["collapsed"]] if n_runs else runs
